@@ -1,0 +1,1 @@
+"""Model classes of the example service: what a team writes, and nothing else."""

@@ -1,0 +1,238 @@
+"""The data plane: route a parsed request to a resident model, call predict, shape the answer.
+
+It knows nothing of HTTP. The server hands it parsed JSON and a request id and gets back a
+JSON-able dict or a typed :class:`~modelserve.errors.RequestError`. Each call happens in two
+steps so the server can choose where ``predict`` runs: :meth:`DataPlane.plan_infer` validates
+the envelope and picks the model (cheap, on the event loop); the returned :class:`Call` runs
+``predict`` either inline or in a worker thread (models whose predict is slow), so health
+checks keep answering while a long prediction runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelserve.dataplane import oip
+from modelserve.errors import (
+    InvalidRequestError,
+    NotReadyError,
+    PredictError,
+    UnknownModelError,
+)
+from modelserve.host import ModelHost, ResidentModel
+
+__all__ = ["Call", "DataPlane"]
+
+log = logging.getLogger("modelserve.dataplane")
+
+
+class Call:
+    """One prediction to run: ``run()`` returns the response dict or raises a RequestError."""
+
+    __slots__ = ("inline", "model", "predict_seconds", "resident", "version", "work")
+
+    def __init__(self, resident: ResidentModel, work: Callable[[Call], dict[str, Any]]) -> None:
+        self.resident = resident
+        self.model = resident.name
+        self.version = resident.version_label
+        self.inline = resident.inline
+        self.work = work
+        self.predict_seconds: float | None = None
+
+    def run(self) -> dict[str, Any]:
+        return self.work(self)
+
+
+class DataPlane:
+    """Protocol-agnostic request handling over a :class:`ModelHost`."""
+
+    def __init__(self, host: ModelHost, *, inline_predict_ms: float = 2.0) -> None:
+        self.host = host
+        self.inline_limit = inline_predict_ms / 1000.0
+        self.draining = False
+
+    # -- health -------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Every configured model loaded and self-tested, and not shutting down."""
+        return self.host.ready and not self.draining
+
+    # -- Lyft-style /infer ----------------------------------------------------------------
+
+    def plan_infer(self, payload: Any, request_id: str) -> Call:
+        """Validate ``{"model_id", "features" | "instances", "version"?}`` and pick the model."""
+        if type(payload) is not dict:
+            raise InvalidRequestError("body: expected a JSON object")
+        model_id = payload.get("model_id")
+        if type(model_id) is not str:
+            raise InvalidRequestError(
+                "model_id: required string" if model_id is None else "model_id: must be a string"
+            )
+        resident = self._resident(model_id, payload.get("version", None))
+        if "features" in payload:
+            if "instances" in payload:
+                raise InvalidRequestError("features, instances: send one of them, not both")
+            features = payload["features"]
+            return Call(resident, lambda call: self._predict_one(call, features, request_id))
+        instances = payload.get("instances")
+        if instances is None:
+            raise InvalidRequestError("features: required (or 'instances': a list)")
+        if type(instances) is not list:
+            raise InvalidRequestError("instances: must be a list")
+        return Call(resident, lambda call: self._predict_many(call, instances, request_id))
+
+    def _resident(self, name: str, version: Any) -> ResidentModel:
+        resident = self.host.resident.get(name)
+        if resident is None:
+            status = self.host.status.get(name)
+            if status is None:
+                served = ", ".join(sorted(self.host.status)) or "(none)"
+                raise UnknownModelError(f"model {name!r} is not served here; models: {served}")
+            raise NotReadyError(f"model {name!r} is not ready ({status.state})")
+        if version is not None and version != resident.version:
+            if type(version) is not int:
+                raise InvalidRequestError("version: must be an integer")
+            raise UnknownModelError(
+                f"model {name!r} has no version {version} served here; versions: {resident.version}"
+            )
+        return resident
+
+    def _predict_one(self, call: Call, features: Any, request_id: str) -> dict[str, Any]:
+        resident = call.resident
+        started = time.perf_counter()
+        try:
+            output = resident.model.predict(features)
+        except Exception as exc:
+            raise self._predict_failed(resident, exc) from exc
+        finally:
+            call.predict_seconds = elapsed = time.perf_counter() - started
+            if call.inline and elapsed > self.inline_limit:
+                self._move_to_thread(resident, elapsed)
+        return {
+            "model_id": resident.name,
+            "model_version": resident.version,
+            "output": output,
+            "request_id": request_id,
+        }
+
+    def _predict_many(self, call: Call, instances: list[Any], request_id: str) -> dict[str, Any]:
+        resident = call.resident
+        outputs = self._predict_rows(call, instances)
+        return {
+            "model_id": resident.name,
+            "model_version": resident.version,
+            "outputs": outputs,
+            "request_id": request_id,
+        }
+
+    def _predict_rows(self, call: Call, rows: list[Any]) -> list[Any]:
+        resident = call.resident
+        model = resident.model
+        batch = getattr(model, "predict_batch", None)
+        started = time.perf_counter()
+        try:
+            if batch is not None:
+                outputs = list(batch(rows))
+                if len(outputs) != len(rows):
+                    raise ValueError(
+                        f"predict_batch returned {len(outputs)} outputs for {len(rows)} inputs"
+                    )
+            else:
+                outputs = [model.predict(row) for row in rows]
+        except Exception as exc:
+            raise self._predict_failed(resident, exc) from exc
+        finally:
+            call.predict_seconds = elapsed = time.perf_counter() - started
+            if call.inline and elapsed > self.inline_limit:
+                self._move_to_thread(resident, elapsed)
+        return outputs
+
+    def _predict_failed(self, resident: ResidentModel, exc: Exception) -> PredictError:
+        log.error(
+            "predict raised",
+            extra={"model": resident.name, "version": resident.version},
+            exc_info=exc,
+        )
+        return PredictError(
+            f"model {resident.name!r} version {resident.version} failed to predict "
+            f"({type(exc).__name__}); see the service log for this request id"
+        )
+
+    def _move_to_thread(self, resident: ResidentModel, seconds: float) -> None:
+        if resident.inline:
+            resident.inline = False
+            status = self.host.status.get(resident.name)
+            if status is not None:
+                status.executor = "thread"
+            log.warning(
+                "predict is slow, moving it off the event loop",
+                extra={"model": resident.name, "predict_ms": round(seconds * 1000, 3)},
+            )
+
+    # -- Open Inference Protocol v2 ---------------------------------------------------------
+
+    def model_for_v2(self, name: str, version: str | None) -> ResidentModel:
+        """The resident model for ``/v2/models/{name}[/versions/{version}]``."""
+        status = self.host.status.get(name)
+        if status is None:
+            served = ", ".join(sorted(self.host.status)) or "(none)"
+            raise UnknownModelError(f"model {name!r} is not served here; models: {served}")
+        resident = self.host.resident.get(name)
+        if version is not None:
+            current = resident.version if resident else status.version
+            if current is None or version != str(current):
+                raise UnknownModelError(
+                    f"model {name!r} has no version {version} served here; "
+                    f"versions: {current if current is not None else '(none loaded)'}"
+                )
+        if resident is None:
+            raise NotReadyError(f"model {name!r} is not ready ({status.state})")
+        return resident
+
+    def model_ready_v2(self, name: str, version: str | None) -> bool:
+        """Whether the named model (version) is ready; 404 for an unknown name or version."""
+        try:
+            self.model_for_v2(name, version)
+        except NotReadyError:
+            return False
+        return True
+
+    def model_metadata_v2(self, name: str, version: str | None) -> dict[str, Any]:
+        resident = self.model_for_v2(name, version)
+        return oip.model_metadata(resident.model_cls, name, [resident.version_label])
+
+    def plan_infer_v2(self, name: str, version: str | None, payload: Any) -> Call:
+        """Decode an OIP inference request for the model and plan its prediction."""
+        resident = self.model_for_v2(name, version)
+        decoded = oip.decode_infer_request(payload, resident.model_cls)
+
+        def work(call: Call) -> dict[str, Any]:
+            if decoded.rows is not None:
+                output: Any = self._predict_rows(call, decoded.rows)
+            else:
+                started = time.perf_counter()
+                try:
+                    output = resident.model.predict(decoded.value)
+                except Exception as exc:
+                    raise self._predict_failed(resident, exc) from exc
+                finally:
+                    call.predict_seconds = time.perf_counter() - started
+            try:
+                return oip.encode_infer_response(
+                    output,
+                    resident.model_cls,
+                    model_name=name,
+                    model_version=resident.version_label,
+                    request_id=decoded.id,
+                    requested_outputs=decoded.requested_outputs,
+                )
+            except (ValueError, TypeError) as exc:
+                raise PredictError(
+                    f"model {name!r} returned an output that cannot be encoded: {exc}"
+                ) from exc
+
+        return Call(resident, work)

@@ -1,0 +1,300 @@
+"""Routes: what each path means, in terms of the data plane; errors become JSON here.
+
+This is the one place where errors turn into HTTP: every :class:`ModelserveError` carries its
+status, the body is always ``{"error": "..."}``, a 503 carries ``Retry-After``, and a 500 never
+carries a traceback (the log line with the same request id does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from modelserve.dataplane.core import Call, DataPlane
+from modelserve.errors import (
+    InvalidRequestError,
+    MethodNotAllowedError,
+    ModelserveError,
+    NotReadyError,
+    RequestError,
+    UnsupportedMediaTypeError,
+)
+from modelserve.logs import AccessLog, request_id_var
+from modelserve.metrics import Metrics
+from modelserve.server.openapi import openapi_document
+from modelserve.server.protocol import HttpConnection, Request
+
+__all__ = ["Router"]
+
+log = logging.getLogger("modelserve.server")
+
+JSON = b"application/json"
+_DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+Handler = Callable[[HttpConnection, Request], None]
+
+
+def _json_default(value: Any) -> Any:
+    from modelserve.selftest import to_jsonable
+
+    converted = to_jsonable(value)
+    if converted is value:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return converted
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_json_default, option=_DUMP_OPTIONS)
+
+
+class Router:
+    """Maps requests to handlers; runs predictions inline or in the predict thread pool."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        metrics: Metrics,
+        access_log: AccessLog | None,
+        *,
+        service: str,
+        version: str,
+        predict_threads: int,
+        retry_after: int,
+    ) -> None:
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.access_log = access_log
+        self.service = service
+        self.version = version
+        self.executor = ThreadPoolExecutor(predict_threads, thread_name_prefix="predict")
+        self.retry_after = b"retry-after: %d\r\n" % retry_after
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.static: dict[str, dict[str, Handler]] = {
+            "/infer": {"POST": self.infer},
+            "/health/live": {"GET": self.live},
+            "/health/ready": {"GET": self.ready},
+            "/v2/health/live": {"GET": self.live},
+            "/v2/health/ready": {"GET": self.ready},
+            "/v2": {"GET": self.server_metadata},
+            "/metrics": {"GET": self.prometheus},
+            "/models": {"GET": self.models},
+            "/openapi.json": {"GET": self.openapi},
+        }
+        self._openapi: bytes | None = None
+        self.served = 0
+
+    # -- entry points from the connection --------------------------------------------------
+
+    def dispatch(self, conn: HttpConnection, request: Request) -> None:
+        """Handle one complete request."""
+        self.metrics.inflight_now += 1
+        methods = self.static.get(request.path)
+        try:
+            if methods is not None:
+                handler = methods.get(request.method)
+                if handler is None:
+                    raise _MethodNotAllowed(request.method, request.path, list(methods))
+                handler(conn, request)
+            elif request.path.startswith("/v2/models/"):
+                self.v2_model(conn, request)
+            else:
+                raise _NotFound(f"path {request.path} not found")
+        except ModelserveError as exc:
+            self.fail(conn, request, exc)
+
+    def reject(self, conn: HttpConnection, request: Request, status: int, message: str) -> None:
+        """Answer a request the connection could not read (bad HTTP, too large)."""
+        self.metrics.inflight_now += 1
+        self.respond(conn, request, status, _dumps({"error": message}))
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def respond(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        status: int,
+        body: bytes,
+        content_type: bytes = JSON,
+        extra_headers: bytes = b"",
+        call: Call | None = None,
+    ) -> None:
+        conn.write_response(request, status, body, content_type, extra_headers)
+        self.served += 1
+        seconds = time.perf_counter() - request.started
+        self.metrics.inflight_now -= 1
+        model = version = ""
+        predict_seconds = None
+        if call is not None:
+            model, version, predict_seconds = call.model, call.version, call.predict_seconds
+            self.metrics.observe_request(model, version, status, seconds, predict_seconds)
+        elif request.path.endswith("/infer"):
+            # refused before a model was chosen: counted without a caller-chosen label value
+            self.metrics.observe_request("", "", status, seconds, None)
+        if self.access_log is not None:
+            entry: dict[str, Any] = {
+                "ts": round(time.time(), 6),
+                "event": "request",
+                "request_id": request.request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "latency_ms": round(seconds * 1000.0, 3),
+            }
+            if call is not None:
+                entry["model"] = model
+                entry["version"] = version
+            if request.trace_id is not None:
+                entry["trace_id"] = request.trace_id
+            self.access_log.write(entry)
+
+    def fail(
+        self, conn: HttpConnection, request: Request, exc: ModelserveError, call: Call | None = None
+    ) -> None:
+        status = exc.http_status
+        headers = self.retry_after if status == 503 else b""
+        if isinstance(exc, _MethodNotAllowed):
+            headers = b"allow: " + ", ".join(exc.allowed).encode() + b"\r\n"
+        self.respond(conn, request, status, _dumps({"error": str(exc)}), JSON, headers, call)
+
+    def run(self, conn: HttpConnection, request: Request, call: Call) -> None:
+        """Run a planned prediction inline or in the thread pool, then answer it."""
+        if call.inline:
+            token = request_id_var.set(request.request_id)
+            try:
+                result = call.run()
+            except RequestError as exc:
+                self.fail(conn, request, exc, call)
+                return
+            finally:
+                request_id_var.reset(token)
+            self._answer(conn, request, call, result)
+            return
+        conn.begin_background()
+        context = contextvars.copy_context()
+        context.run(request_id_var.set, request.request_id)
+        future = self.executor.submit(context.run, call.run)
+        loop = self.loop
+        assert loop is not None
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._finish, conn, request, call, done)
+        )
+
+    def _finish(
+        self, conn: HttpConnection, request: Request, call: Call, done: Future[dict[str, Any]]
+    ) -> None:
+        exc = done.exception()
+        if exc is None:
+            self._answer(conn, request, call, done.result())
+        elif isinstance(exc, ModelserveError):
+            self.fail(conn, request, exc, call)
+        else:
+            log.error("unexpected error", exc_info=exc, extra={"request_id": request.request_id})
+            self.fail(conn, request, ModelserveError("internal error"), call)
+        conn.end_background()
+
+    def _answer(
+        self, conn: HttpConnection, request: Request, call: Call, result: dict[str, Any]
+    ) -> None:
+        try:
+            body = _dumps(result)
+        except TypeError as exc:
+            error = ModelserveError(f"model {call.model!r} returned an output that is not JSON: {exc}")
+            self.fail(conn, request, error, call)
+            return
+        self.respond(conn, request, 200, body, JSON, b"", call)
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    def infer(self, conn: HttpConnection, request: Request) -> None:
+        payload = self._json_body(request)
+        self.run(conn, request, self.dataplane.plan_infer(payload, request.request_id))
+
+    def live(self, conn: HttpConnection, request: Request) -> None:
+        self.respond(conn, request, 200, b'{"live":true}')
+
+    def ready(self, conn: HttpConnection, request: Request) -> None:
+        if self.dataplane.ready:
+            self.respond(conn, request, 200, b'{"ready":true}')
+            return
+        reason = "shutting down" if self.dataplane.draining else "models not ready"
+        raise NotReadyError(f"not ready: {reason}; see GET /models")
+
+    def server_metadata(self, conn: HttpConnection, request: Request) -> None:
+        body = {"name": self.service, "version": self.version, "extensions": []}
+        self.respond(conn, request, 200, _dumps(body))
+
+    def prometheus(self, conn: HttpConnection, request: Request) -> None:
+        body, content_type = self.metrics.exposition()
+        self.respond(conn, request, 200, body, content_type.encode())
+
+    def models(self, conn: HttpConnection, request: Request) -> None:
+        host = self.dataplane.host
+        body = {"service": self.service, "ready": self.dataplane.ready, "models": host.summary()}
+        self.respond(conn, request, 200, _dumps(body))
+
+    def openapi(self, conn: HttpConnection, request: Request) -> None:
+        if self._openapi is None:
+            self._openapi = _dumps(openapi_document(self.service, self.version))
+        self.respond(conn, request, 200, self._openapi)
+
+    def v2_model(self, conn: HttpConnection, request: Request) -> None:
+        """``/v2/models/{name}[/versions/{v}][/ready|/infer]``."""
+        parts = request.path[len("/v2/models/") :].split("/")
+        action = ""
+        if parts[-1] in ("ready", "infer"):
+            action = parts.pop()
+        version: str | None = None
+        if len(parts) == 3 and parts[1] == "versions" and parts[2]:
+            version = parts[2]
+        elif len(parts) != 1:
+            raise _NotFound(f"path {request.path} not found")
+        name = parts[0]
+        if not name:
+            raise _NotFound(f"path {request.path} not found")
+        expected = "POST" if action == "infer" else "GET"
+        if request.method != expected:
+            raise _MethodNotAllowed(request.method, request.path, [expected])
+        if action == "infer":
+            payload = self._json_body(request)
+            self.run(conn, request, self.dataplane.plan_infer_v2(name, version, payload))
+        elif action == "ready":
+            ready = self.dataplane.model_ready_v2(name, version)
+            if not ready:
+                raise NotReadyError(f"model {name!r} is not ready")
+            self.respond(conn, request, 200, _dumps({"name": name, "ready": True}))
+        else:
+            metadata = self.dataplane.model_metadata_v2(name, version)
+            self.respond(conn, request, 200, _dumps(metadata))
+
+    def _json_body(self, request: Request) -> Any:
+        content_type = request.content_type
+        if content_type is not None:
+            media = content_type.split(b";", 1)[0].strip().lower()
+            if media != JSON and not media.endswith(b"+json"):
+                raise UnsupportedMediaTypeError(
+                    f"content-type {media.decode(errors='replace')!r} not supported; "
+                    "send application/json"
+                )
+        if not request.body:
+            raise InvalidRequestError("body: empty; expected a JSON object")
+        try:
+            return orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestError(f"body: malformed JSON: {exc}") from None
+
+
+class _NotFound(RequestError):
+    http_status = 404
+
+
+class _MethodNotAllowed(MethodNotAllowedError):
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method} not allowed on {path}; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
