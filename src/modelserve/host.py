@@ -45,6 +45,7 @@ class ResidentModel:
     report: SelfTestReport
     load_seconds: float
     inline: bool = True
+    slow_streak: int = 0
     warning: str | None = None
     #: ``str(version)``, kept once for labels and responses on the request path.
     version_label: str = field(init=False)

@@ -28,6 +28,9 @@ __all__ = ["Call", "DataPlane"]
 
 log = logging.getLogger("modelserve.dataplane")
 
+#: Consecutive predictions slower than ``inline_predict_ms`` that move a model to the pool.
+SLOW_STREAK = 5
+
 
 class Call:
     """One prediction to run: ``run()`` returns the response dict or raises a RequestError."""
@@ -110,8 +113,8 @@ class DataPlane:
             raise self._predict_failed(resident, exc) from exc
         finally:
             call.predict_seconds = elapsed = time.perf_counter() - started
-            if call.inline and elapsed > self.inline_limit:
-                self._move_to_thread(resident, elapsed)
+            if call.inline:
+                self._check_inline(resident, elapsed)
         return {
             "model_id": resident.name,
             "model_version": resident.version,
@@ -147,8 +150,8 @@ class DataPlane:
             raise self._predict_failed(resident, exc) from exc
         finally:
             call.predict_seconds = elapsed = time.perf_counter() - started
-            if call.inline and elapsed > self.inline_limit:
-                self._move_to_thread(resident, elapsed)
+            if call.inline:
+                self._check_inline(resident, elapsed / max(len(rows), 1))
         return outputs
 
     def _predict_failed(self, resident: ResidentModel, exc: Exception) -> PredictError:
@@ -161,6 +164,16 @@ class DataPlane:
             f"model {resident.name!r} version {resident.version} failed to predict "
             f"({type(exc).__name__}); see the service log for this request id"
         )
+
+    def _check_inline(self, resident: ResidentModel, seconds: float) -> None:
+        # One slow call proves little (the OS preempted us, a GC pass ran); a run of them
+        # means predict itself is slow and would stall every connection of this worker.
+        if seconds <= self.inline_limit:
+            resident.slow_streak = 0
+            return
+        resident.slow_streak += 1
+        if resident.slow_streak >= SLOW_STREAK:
+            self._move_to_thread(resident, seconds)
 
     def _move_to_thread(self, resident: ResidentModel, seconds: float) -> None:
         if resident.inline:

@@ -73,7 +73,7 @@ class Worker:
         self.drain_reason: object = None
         self._second = 0
 
-    def run(self, sock: socket.socket) -> int:
+    def run(self, sock: socket.socket, context: Any = None) -> int:
         """Serve on ``sock`` until drained; returns the exit code."""
         loop = _new_event_loop()
         self.loop = self.router.loop = loop
@@ -83,6 +83,8 @@ class Worker:
                 loop.create_server(lambda: HttpConnection(self.pool), sock=sock, backlog=2048)
             )
             loop.add_signal_handler(signal.SIGTERM, self.drain, signal.SIGTERM)
+            if getattr(context, "stopping", False):  # SIGTERM arrived before the loop ran
+                self.drain(signal.SIGTERM)
             self.host.start()
             log.info("worker started", extra={"worker": self.index, "max_requests": self.max_requests})
             loop.call_later(TICK_SECONDS, self._tick)
@@ -159,4 +161,4 @@ def worker_main(sock: socket.socket, context: Any, *, settings: Settings, metric
         max_requests=getattr(context, "max_requests", 0),
         index=getattr(context, "index", 0),
     )
-    return worker.run(sock)
+    return worker.run(sock, context)

@@ -1,0 +1,1 @@
+"""The data plane: request decoding, model calls and response encoding, framework-free."""
