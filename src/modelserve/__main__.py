@@ -1,0 +1,5 @@
+"""``python -m modelserve`` runs the CLI."""
+
+from modelserve.cli import main
+
+main()
