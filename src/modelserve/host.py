@@ -47,6 +47,8 @@ class ResidentModel:
     inline: bool = True
     slow_streak: int = 0
     warning: str | None = None
+    #: The request counters of this version (set by the host when it has metrics).
+    stats: Any = None
     #: ``str(version)``, kept once for labels and responses on the request path.
     version_label: str = field(init=False)
 
@@ -227,6 +229,8 @@ class ModelHost:
             log.error("model failed to load", extra={"model": name}, exc_info=True)
             return
         resident.inline = self._inline(config.executor, _typical_predict_seconds(resident.report))
+        if self.metrics is not None:
+            resident.stats = self.metrics.stats_for(name, resident.version_label)
         self.resident[name] = resident
         status.state = "ready"
         status.version = resident.version

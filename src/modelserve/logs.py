@@ -59,6 +59,15 @@ def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = 
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+_ACCESS = (
+    b'{"ts":%.6f,"event":"request","request_id":"%s","method":"%s","path":%s,"status":%d,'
+    b'"latency_ms":%.3f%s%s}\n'
+)
+_MODEL = b',"model":"%s","version":%d'
+_TRACE = b',"trace_id":"%s"'
+_PATH_CACHE = 256  # distinct paths whose JSON form is kept (callers choose paths: bounded)
+
+
 class AccessLog:
     """Buffered JSON access lines written to a file descriptor (stdout by default)."""
 
@@ -66,11 +75,48 @@ class AccessLog:
         self.fd = sys.stdout.fileno() if fd is None else fd
         self.max_buffer = max_buffer
         self.buffer = bytearray()
+        self._paths: dict[str, bytes] = {}
 
     def write(self, entry: dict[str, Any]) -> None:
         """Queue one line; written when the buffer is full or at the next :meth:`flush`."""
         self.buffer += orjson.dumps(entry, default=str)
         self.buffer += b"\n"
+        if len(self.buffer) >= self.max_buffer:
+            self.flush()
+
+    def request(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        model: str | None,
+        version: int | None,
+        trace_id: str | None,
+    ) -> None:
+        """Queue the access line of one request.
+
+        Formatted with ``%`` instead of a dict and a JSON encoder: it runs once per request.
+        Model names are registry names and trace ids are hex, so only the request id and the
+        path can need JSON escaping.
+        """
+        encoded_path = self._paths.get(path)
+        if encoded_path is None:
+            encoded_path = orjson.dumps(path)
+            if len(self._paths) < _PATH_CACHE:
+                self._paths[path] = encoded_path
+        line = _ACCESS % (
+            time.time(),
+            request_id.encode() if request_id.isalnum() else orjson.dumps(request_id)[1:-1],
+            method.encode(),
+            encoded_path,
+            status,
+            seconds * 1000.0,
+            b"" if model is None else _MODEL % (model.encode(), version),
+            b"" if trace_id is None else _TRACE % trace_id.encode(),
+        )
+        self.buffer += line
         if len(self.buffer) >= self.max_buffer:
             self.flush()
 

@@ -19,7 +19,7 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
+__all__ = ["LATENCY_BUCKETS", "Metrics", "ModelStats", "mark_process_dead"]
 
 # Single-digit-millisecond services need resolution below 5 ms (OpenTelemetry's first bucket).
 LATENCY_BUCKETS = (
@@ -37,6 +37,30 @@ class _Histogram:
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.total = 0.0
+
+
+class ModelStats:
+    """What the request path counts for one model version between two flushes."""
+
+    __slots__ = ("labels", "predict", "request", "statuses")
+
+    def __init__(self, model: str, version: str) -> None:
+        self.labels = (model, version)
+        self.statuses: dict[int, int] = {}
+        self.request = _Histogram()
+        self.predict = _Histogram()
+
+    def observe(self, status: int, seconds: float, predict_seconds: float | None) -> None:
+        """Count one answered request (the hot path: plain dict and list updates only)."""
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        hist = self.request
+        hist.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        hist.total += seconds
+        if predict_seconds is not None:
+            hist = self.predict
+            hist.counts[bisect_left(LATENCY_BUCKETS, predict_seconds)] += 1
+            hist.total += predict_seconds
 
 
 class Metrics:
@@ -99,44 +123,30 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
-        self._counts: dict[tuple[str, str, int], int] = {}
-        self._request_hist: dict[tuple[str, str], _Histogram] = {}
-        self._predict_hist: dict[tuple[str, str], _Histogram] = {}
+        self._stats: dict[tuple[str, str], ModelStats] = {}
         self.inflight_now = 0
+        #: Requests refused before a model was chosen (bad JSON, unknown model).
+        self.unrouted = self.stats_for("", "")
 
-    def observe_request(
-        self, model: str, version: str, status: int, seconds: float, predict_seconds: float | None
-    ) -> None:
-        """Count one answered request (the hot path: plain dict and list updates only)."""
-        key = (model, version, status)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        labels = (model, version)
-        hist = self._request_hist.get(labels)
-        if hist is None:
-            hist = self._request_hist[labels] = _Histogram()
-        hist.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        hist.total += seconds
-        if predict_seconds is not None:
-            hist = self._predict_hist.get(labels)
-            if hist is None:
-                hist = self._predict_hist[labels] = _Histogram()
-            hist.counts[bisect_left(LATENCY_BUCKETS, predict_seconds)] += 1
-            hist.total += predict_seconds
+    def stats_for(self, model: str, version: str) -> ModelStats:
+        """The request counters of one served model version (made once, then reused)."""
+        stats = self._stats.get((model, version))
+        if stats is None:
+            stats = self._stats[(model, version)] = ModelStats(model, version)
+        return stats
 
     def flush(self) -> None:
         """Move what the request path counted into prometheus_client's store."""
-        counts, self._counts = self._counts, {}
-        for (model, version, status), n in counts.items():
-            self.requests.labels(model, version, str(status)).inc(n)
-        for source, target in (
-            (self._request_hist, self.request_seconds),
-            (self._predict_hist, self.predict_seconds),
-        ):
-            pending = dict(source)
-            source.clear()
-            for labels, hist in pending.items():
-                _add_to_histogram(target.labels(*labels), hist)
+        for stats in self._stats.values():
+            statuses, stats.statuses = stats.statuses, {}
+            request, stats.request = stats.request, _Histogram()
+            predict, stats.predict = stats.predict, _Histogram()
+            for status, n in statuses.items():
+                self.requests.labels(*stats.labels, str(status)).inc(n)
+            if request.total or any(request.counts):
+                _add_to_histogram(self.request_seconds.labels(*stats.labels), request)
+            if predict.total or any(predict.counts):
+                _add_to_histogram(self.predict_seconds.labels(*stats.labels), predict)
         self.in_flight.set(self.inflight_now)
 
     def exposition(self) -> tuple[bytes, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from modelserve.dataplane import oip
@@ -33,20 +32,21 @@ SLOW_STREAK = 5
 
 
 class Call:
-    """One prediction to run: ``run()`` returns the response dict or raises a RequestError."""
+    """One planned prediction; :meth:`DataPlane.execute` runs it."""
 
-    __slots__ = ("inline", "model", "predict_seconds", "resident", "version", "work")
+    __slots__ = ("argument", "inline", "kind", "predict_seconds", "request_id", "resident")
 
-    def __init__(self, resident: ResidentModel, work: Callable[[Call], dict[str, Any]]) -> None:
+    def __init__(self, resident: ResidentModel, kind: int, argument: Any, request_id: str) -> None:
         self.resident = resident
-        self.model = resident.name
-        self.version = resident.version_label
+        self.kind = kind
+        self.argument = argument
+        self.request_id = request_id
         self.inline = resident.inline
-        self.work = work
         self.predict_seconds: float | None = None
 
-    def run(self) -> dict[str, Any]:
-        return self.work(self)
+
+# Call kinds: what execute() does with the argument.
+_FEATURES, _INSTANCES, _OIP = 0, 1, 2
 
 
 class DataPlane:
@@ -79,14 +79,21 @@ class DataPlane:
         if "features" in payload:
             if "instances" in payload:
                 raise InvalidRequestError("features, instances: send one of them, not both")
-            features = payload["features"]
-            return Call(resident, lambda call: self._predict_one(call, features, request_id))
+            return Call(resident, _FEATURES, payload["features"], request_id)
         instances = payload.get("instances")
         if instances is None:
             raise InvalidRequestError("features: required (or 'instances': a list)")
         if type(instances) is not list:
             raise InvalidRequestError("instances: must be a list")
-        return Call(resident, lambda call: self._predict_many(call, instances, request_id))
+        return Call(resident, _INSTANCES, instances, request_id)
+
+    def execute(self, call: Call) -> dict[str, Any]:
+        """Run a planned call: the response dict, or a RequestError (PredictError)."""
+        if call.kind == _FEATURES:
+            return self._predict_one(call, call.argument, call.request_id)
+        if call.kind == _INSTANCES:
+            return self._predict_many(call, call.argument, call.request_id)
+        return self._predict_oip(call, call.argument)
 
     def _resident(self, name: str, version: Any) -> ResidentModel:
         resident = self.host.resident.get(name)
@@ -222,30 +229,25 @@ class DataPlane:
         """Decode an OIP inference request for the model and plan its prediction."""
         resident = self.model_for_v2(name, version)
         decoded = oip.decode_infer_request(payload, resident.model_cls)
+        return Call(resident, _OIP, decoded, decoded.id or "")
 
-        def work(call: Call) -> dict[str, Any]:
-            if decoded.rows is not None:
-                output: Any = self._predict_rows(call, decoded.rows)
-            else:
-                started = time.perf_counter()
-                try:
-                    output = resident.model.predict(decoded.value)
-                except Exception as exc:
-                    raise self._predict_failed(resident, exc) from exc
-                finally:
-                    call.predict_seconds = time.perf_counter() - started
+    def _predict_oip(self, call: Call, decoded: oip.DecodedRequest) -> dict[str, Any]:
+        resident = call.resident
+        if decoded.rows is not None:
+            output: Any = self._predict_rows(call, decoded.rows)
+        else:
+            started = time.perf_counter()
             try:
-                return oip.encode_infer_response(
-                    output,
-                    resident.model_cls,
-                    model_name=name,
-                    model_version=resident.version_label,
-                    request_id=decoded.id,
-                    requested_outputs=decoded.requested_outputs,
-                )
-            except (ValueError, TypeError) as exc:
-                raise PredictError(
-                    f"model {name!r} returned an output that cannot be encoded: {exc}"
-                ) from exc
-
-        return Call(resident, work)
+                output = resident.model.predict(decoded.value)
+            except Exception as exc:
+                raise self._predict_failed(resident, exc) from exc
+            finally:
+                call.predict_seconds = time.perf_counter() - started
+        return oip.encode_infer_response(
+            output,
+            resident.model_cls,
+            model_name=resident.name,
+            model_version=resident.version_label,
+            request_id=decoded.id,
+            requested_outputs=decoded.requested_outputs,
+        )

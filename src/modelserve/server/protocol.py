@@ -27,6 +27,14 @@ __all__ = ["ConnectionPool", "HttpConnection", "Request"]
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _MAX_HEADERS = 100
 _MAX_ID_LENGTH = 200
+# Lengths of the header names read below: content-type / x-request-id, traceparent,
+# content-length.
+_WANTED_LENGTHS = frozenset((12, 11, 14))
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
+_STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\ncontent-type: " % (status.value, status.phrase.encode())
+    for status in HTTPStatus
+}
 # After a 413 the rest of the body is read and dropped, up to this many times the limit.
 _DISCARD_FACTOR = 16
 
@@ -77,8 +85,9 @@ class ConnectionPool:
         self.date_header = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
 
     def new_request_id(self) -> str:
+        """A worker-unique id: a random prefix per worker and a counter."""
         self._id_counter += 1
-        return f"{self._id_prefix}{self._id_counter:08x}"
+        return self._id_prefix + str(self._id_counter)
 
     def sweep(self, now: float) -> None:
         """Close connections idle for longer than the keep-alive timeout."""
@@ -161,11 +170,14 @@ class HttpConnection(asyncio.Protocol):
         if self.header_count > _MAX_HEADERS:
             self.reject(431, f"more than {_MAX_HEADERS} header fields")
             return
+        if len(name) not in _WANTED_LENGTHS:  # most headers: one len() and a set lookup
+            return
         name = name.lower()
         if name == b"content-type":
             request.content_type = value
         elif name == b"x-request-id":
-            if 0 < len(value) <= _MAX_ID_LENGTH and value.isascii():
+            # visible ASCII only: the id goes back out in a header and into every log line
+            if 0 < len(value) <= _MAX_ID_LENGTH and value.isascii() and min(value) > 32:
                 request.request_id = value.decode()
         elif name == b"traceparent":
             request.trace_id = _trace_id(value)
@@ -177,10 +189,15 @@ class HttpConnection(asyncio.Protocol):
         request = self.request
         if request is None or self.rejected:
             return
-        parsed = httptools.parse_url(self.url)
-        request.method = self.parser.get_method().decode()
-        request.path = parsed.path.decode("utf-8", "replace")
-        request.query = parsed.query.decode("utf-8", "replace") if parsed.query else ""
+        url = self.url
+        if b"?" in url or b"%" in url or not url.startswith(b"/"):
+            parsed = httptools.parse_url(url)
+            request.path = parsed.path.decode("utf-8", "replace")
+            request.query = parsed.query.decode("utf-8", "replace") if parsed.query else ""
+        else:
+            request.path = url.decode("utf-8", "replace")
+        method = self.parser.get_method()
+        request.method = _METHODS.get(method) or method.decode("ascii", "replace")
         if not request.request_id:
             request.request_id = self.pool.new_request_id()
 
@@ -240,19 +257,14 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = request.keep_alive and not self.pool.draining and not self.rejected
         if transport is None:
             return False
-        head = b"".join(
-            (
-                b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-                b"content-type: ",
-                content_type,
-                b"\r\ncontent-length: %d\r\nx-request-id: " % len(body),
-                request.request_id.encode(),
-                b"\r\n",
-                self.pool.date_header,
-                extra_headers,
-                b"" if keep_alive else b"connection: close\r\n",
-                b"\r\n",
-            )
+        head = b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n" % (
+            _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
+            content_type,
+            len(body),
+            request.request_id.encode(),
+            self.pool.date_header,
+            extra_headers,
+            b"" if keep_alive else b"connection: close\r\n",
         )
         transport.write(head + body)
         self.last_active = time.monotonic()

@@ -94,17 +94,21 @@ class Router:
     def dispatch(self, conn: HttpConnection, request: Request) -> None:
         """Handle one complete request."""
         self.metrics.inflight_now += 1
-        methods = self.static.get(request.path)
+        path = request.path
         try:
+            if path == "/infer" and request.method == "POST":
+                self.infer(conn, request)  # the hot path, before the table lookup
+                return
+            methods = self.static.get(path)
             if methods is not None:
                 handler = methods.get(request.method)
                 if handler is None:
-                    raise _MethodNotAllowed(request.method, request.path, list(methods))
+                    raise _MethodNotAllowed(request.method, path, list(methods))
                 handler(conn, request)
-            elif request.path.startswith("/v2/models/"):
+            elif path.startswith("/v2/models/"):
                 self.v2_model(conn, request)
             else:
-                raise _NotFound(f"path {request.path} not found")
+                raise _NotFound(f"path {path} not found")
         except ModelserveError as exc:
             self.fail(conn, request, exc)
 
@@ -126,33 +130,28 @@ class Router:
         call: Call | None = None,
     ) -> None:
         conn.write_response(request, status, body, content_type, extra_headers)
-        self.served += 1
         seconds = time.perf_counter() - request.started
+        self.served += 1
         self.metrics.inflight_now -= 1
-        model = version = ""
-        predict_seconds = None
         if call is not None:
-            model, version, predict_seconds = call.model, call.version, call.predict_seconds
-            self.metrics.observe_request(model, version, status, seconds, predict_seconds)
+            resident = call.resident
+            if resident.stats is not None:
+                resident.stats.observe(status, seconds, call.predict_seconds)
         elif request.path.endswith("/infer"):
             # refused before a model was chosen: counted without a caller-chosen label value
-            self.metrics.observe_request("", "", status, seconds, None)
+            self.metrics.unrouted.observe(status, seconds, None)
         if self.access_log is not None:
-            entry: dict[str, Any] = {
-                "ts": round(time.time(), 6),
-                "event": "request",
-                "request_id": request.request_id,
-                "method": request.method,
-                "path": request.path,
-                "status": status,
-                "latency_ms": round(seconds * 1000.0, 3),
-            }
-            if call is not None:
-                entry["model"] = model
-                entry["version"] = version
-            if request.trace_id is not None:
-                entry["trace_id"] = request.trace_id
-            self.access_log.write(entry)
+            resident = call.resident if call is not None else None
+            self.access_log.request(
+                request.request_id,
+                request.method,
+                request.path,
+                status,
+                seconds,
+                resident.name if resident is not None else None,
+                resident.version if resident is not None else None,
+                request.trace_id,
+            )
 
     def fail(
         self, conn: HttpConnection, request: Request, exc: ModelserveError, call: Call | None = None
@@ -165,10 +164,11 @@ class Router:
 
     def run(self, conn: HttpConnection, request: Request, call: Call) -> None:
         """Run a planned prediction inline or in the thread pool, then answer it."""
+        execute = self.dataplane.execute
         if call.inline:
             token = request_id_var.set(request.request_id)
             try:
-                result = call.run()
+                result = execute(call)
             except RequestError as exc:
                 self.fail(conn, request, exc, call)
                 return
@@ -179,7 +179,7 @@ class Router:
         conn.begin_background()
         context = contextvars.copy_context()
         context.run(request_id_var.set, request.request_id)
-        future = self.executor.submit(context.run, call.run)
+        future = self.executor.submit(context.run, execute, call)
         loop = self.loop
         assert loop is not None
         future.add_done_callback(
@@ -205,7 +205,8 @@ class Router:
         try:
             body = _dumps(result)
         except TypeError as exc:
-            error = ModelserveError(f"model {call.model!r} returned an output that is not JSON: {exc}")
+            name = call.resident.name
+            error = ModelserveError(f"model {name!r} returned an output that is not JSON: {exc}")
             self.fail(conn, request, error, call)
             return
         self.respond(conn, request, 200, body, JSON, b"", call)
@@ -275,7 +276,7 @@ class Router:
 
     def _json_body(self, request: Request) -> Any:
         content_type = request.content_type
-        if content_type is not None:
+        if content_type is not None and content_type != JSON:
             media = content_type.split(b";", 1)[0].strip().lower()
             if media != JSON and not media.endswith(b"+json"):
                 raise UnsupportedMediaTypeError(
