@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     root: Path = Field(default_factory=Path.cwd)
     registry_url: str = "sqlite:///.modelserve/registry.db"
     artifact_store: str = ".modelserve/artifacts"
+    #: fsspec storage options of the artifact store (e.g. S3 ``client_kwargs.endpoint_url``).
+    artifact_store_options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: str = ".modelserve/cache"
     sync_interval: float = Field(default=10.0, gt=0)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -187,14 +189,29 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     wanted.pop(ENV_PREFIX + "CONFIG", None)
     if not wanted:
         return {}
+    try:
+        return _parse_env(wanted)
+    except Exception as exc:  # pydantic-settings raises SettingsError for unparsable JSON
+        # The error names the field, not the variable; find the variable by parsing each alone.
+        for name, value in sorted(wanted.items()):
+            try:
+                _parse_env({name: value})
+            except Exception as single:
+                cause = single.__cause__ or single
+                key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+                raise ConfigError(
+                    f"invalid configuration:\n  environment variable {name}: {key}: "
+                    f"cannot parse {value!r}: {cause}"
+                ) from None
+        raise ConfigError(f"environment: {exc}") from None
+
+
+def _parse_env(variables: Mapping[str, str]) -> dict[str, Any]:
     source = EnvSettingsSource(
         Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
     )
-    source.env_vars = {k.lower(): v for k, v in wanted.items()}
-    try:
-        return dict(source())
-    except Exception as exc:  # pydantic-settings raises SettingsError for unparsable JSON
-        raise ConfigError(f"environment: {exc}") from None
+    source.env_vars = {k.lower(): v for k, v in variables.items()}
+    return dict(source())
 
 
 def _expand_dotted(flat: Mapping[str, Any]) -> dict[str, Any]:

@@ -297,3 +297,29 @@ def test_publish_and_fetch_through_s3(
     ):
         registry.fetch(one)
     assert list((tmp_path / "other-cache").iterdir()) == []
+
+
+def test_settings_pass_artifact_store_options_to_s3(
+    s3_endpoint: str, tmp_path: Path, model_file: Path, publish: Publish
+) -> None:
+    import boto3
+
+    from modelserve.config import load_settings
+
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="settings-bucket")
+    (tmp_path / "modelserve.toml").write_text(
+        'artifact_store = "s3://settings-bucket/svc"\n'
+        "[artifact_store_options]\n"
+        'key = "x"\nsecret = "x"\n'
+        f'client_kwargs = {{endpoint_url = "{s3_endpoint}"}}\n'
+    )
+    settings = load_settings(tmp_path, environ={})
+    with Registry.from_settings(settings) as registry:
+        manifest = publish(registry, "fraud", model_file)
+        assert registry.fetch(manifest).read_bytes() == model_file.read_bytes()

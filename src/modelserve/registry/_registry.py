@@ -87,7 +87,12 @@ class Registry:
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
         """The registry a service's settings name (``registry_url``, ``artifact_store``...)."""
-        return cls(settings.registry_url, settings.artifact_store, settings.cache_dir)
+        return cls(
+            settings.registry_url,
+            settings.artifact_store,
+            settings.cache_dir,
+            storage_options=dict(settings.artifact_store_options) or None,
+        )
 
     def __repr__(self) -> str:
         return (
