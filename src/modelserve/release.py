@@ -8,17 +8,18 @@ actual outputs as its golden outputs and a fingerprint of the environment that m
 
 from __future__ import annotations
 
-import getpass
+import functools
 import importlib.metadata
 import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from modelserve.errors import ArtifactError, ModelClassError, ModelLoadError, SelfTestFailedError
-from modelserve.model import Model, class_path, import_model_class, test_cases
+from modelserve.model import Model, TestCase, class_path, import_model_class, test_cases
 from modelserve.registry import Manifest, Registry
 from modelserve.selftest import SelfTestReport, Tolerance, run_selftest, to_jsonable
 
@@ -55,19 +56,18 @@ def publish(
     cases = test_cases(model)
     report = run_selftest(model, cases, tolerance, name=name)
     if not report.passed:
-        raise SelfTestFailedError(f"self-test failed, nothing published: {report.summary()}", report)
+        raise SelfTestFailedError(
+            f"self-test failed, nothing published: {report.summary()}", report
+        )
     manifest = registry.publish(
         name,
         artifact,
         class_path=class_path(cls),
-        test_data=[
-            {"name": case.name, "input": to_jsonable(case.input), "expected": to_jsonable(case.expected)}
-            for case in cases
-        ],
+        test_data=_recorded_test_data(cls, cases),
         golden=[result.actual for result in report.cases],
         tolerance={"atol": tolerance.atol, "rtol": tolerance.rtol},
         environment=environment_fingerprint(model),
-        actor=actor or getpass.getuser(),
+        actor=actor,  # None: the registry's default (login name, or 'unknown')
         git_commit=git_commit(repo_dir or Path.cwd()),
     )
     report.version = manifest.version
@@ -101,9 +101,26 @@ def instantiate(cls: type[Model]) -> Model:
     try:
         return cls()
     except Exception as exc:
-        raise ModelClassError(
-            f"{class_path(cls)}() raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ModelClassError(f"{class_path(cls)}() raised {type(exc).__name__}: {exc}") from exc
+
+
+def _recorded_test_data(cls: type[Model], cases: list[TestCase]) -> list[dict[str, Any]]:
+    """The cases as the manifest stores them: JSON, so every later load can replay them."""
+    recorded = []
+    for case in cases:
+        try:
+            recorded.append(
+                {
+                    "name": case.name,
+                    "input": to_jsonable(case.input),
+                    "expected": to_jsonable(case.expected),
+                }
+            )
+        except TypeError as exc:
+            raise ModelClassError(
+                f"{class_path(cls)}.test_data case {case.name} cannot be recorded: {exc}"
+            ) from None
+    return recorded
 
 
 def _check_artifact(artifact: Path) -> None:
@@ -131,7 +148,7 @@ def environment_fingerprint(model: Model) -> dict[str, Any]:
                 modules.add(name.split(".")[0])
     for value in vars(model).values():
         modules.add(type(value).__module__.split(".")[0])
-    distributions = importlib.metadata.packages_distributions()
+    distributions = _distributions()
     packages: dict[str, str] = {}
     for top in sorted(modules):
         for dist in distributions.get(top, []):
@@ -145,6 +162,12 @@ def environment_fingerprint(model: Model) -> dict[str, Any]:
         "platform": f"{platform.system()}-{platform.machine()}",
         "packages": packages,
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    # Scans every installed distribution (~0.4 s); the set does not change within a process.
+    return importlib.metadata.packages_distributions()
 
 
 def _is_module(value: object) -> bool:

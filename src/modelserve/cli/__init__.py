@@ -27,6 +27,7 @@ class Context:
         self.debug = debug
         self.overrides = overrides
         self._settings: Settings | None = None
+        self._registry: Any = None
 
     def settings(self, **more: Any) -> Settings:
         if self._settings is None or more:
@@ -37,9 +38,18 @@ class Context:
         return self._settings
 
     def registry(self) -> Any:
+        """The registry, opened once and closed when the command ends (even on error)."""
         from modelserve.registry import Registry
 
-        return Registry.from_settings(self.settings())
+        if self._registry is None:
+            self._registry = Registry.from_settings(self.settings())
+            click.get_current_context().call_on_close(self._close_registry)
+        return self._registry
+
+    def _close_registry(self) -> None:
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.close()
 
 
 class ModelserveGroup(click.Group):
@@ -83,7 +93,9 @@ def main(
     debug: bool,
 ) -> None:
     """Serve team-owned ML models: publish versions, self-test them, serve them over HTTP."""
-    ctx.obj = Context(config, debug, {"registry_url": registry_url, "artifact_store": artifact_store})
+    ctx.obj = Context(
+        config, debug, {"registry_url": registry_url, "artifact_store": artifact_store}
+    )
 
 
 from modelserve.cli import registry_verbs, selftest_verb, serve_verb  # noqa: E402

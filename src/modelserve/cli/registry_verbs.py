@@ -40,7 +40,9 @@ def _published(manifest: Any, report: Any) -> None:
 
 @click.command()
 @click.argument("model")
-@click.option("--class", "class_path", help="'package.module:Class' (default: from modelserve.toml)")
+@click.option(
+    "--class", "class_path", help="'package.module:Class' (default: from modelserve.toml)"
+)
 @click.option("--promote", "alias", help="Also point this alias at the new version.")
 @click.pass_obj
 def train(obj: Any, model: str, class_path: str | None, alias: str | None) -> None:
@@ -59,8 +61,12 @@ def train(obj: Any, model: str, class_path: str | None, alias: str | None) -> No
 
 @click.command()
 @click.argument("model")
-@click.option("--artifact", required=True, type=click.Path(path_type=Path), help="File or directory.")
-@click.option("--class", "class_path", help="'package.module:Class' (default: from modelserve.toml)")
+@click.option(
+    "--artifact", required=True, type=click.Path(path_type=Path), help="File or directory."
+)
+@click.option(
+    "--class", "class_path", help="'package.module:Class' (default: from modelserve.toml)"
+)
 @click.pass_obj
 def publish(obj: Any, model: str, artifact: Path, class_path: str | None) -> None:
     """Self-test ARTIFACT with MODEL's class and publish it as the next version."""
@@ -128,8 +134,10 @@ def show(obj: Any, ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    rows = [(key, json.dumps(value, default=str) if not isinstance(value, str) else value)
-            for key, value in data.items()]
+    rows = [
+        (key, json.dumps(value, default=str) if not isinstance(value, str) else value)
+        for key, value in data.items()
+    ]
     print_table(f"{manifest.name} v{manifest.version}", ("field", "value"), rows)
 
 

@@ -54,8 +54,15 @@ def selftest(obj: Any, names: tuple[str, ...], junit: Path | None) -> None:
         failed = failed or not report.passed
         reports.append(report)
         passed = sum(1 for case in report.cases if case.passed)
-        rows.append((name, config.reference, report.version, verdict,
-                     f"{passed}/{len(report.cases)} cases passed"))
+        rows.append(
+            (
+                name,
+                config.reference,
+                report.version,
+                verdict,
+                f"{passed}/{len(report.cases)} cases passed",
+            )
+        )
     print_table("self-test", ("model", "serves", "version", "result", "details"), rows)
     for report in reports:
         if not report.passed:
