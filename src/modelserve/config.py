@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *_: Any, **__: Any):  # type: ignore[no-untyped-def,override]
+    def settings_customise_sources(cls, settings_cls, init_settings, *_: Any, **__: Any):  # type: ignore[no-untyped-def]
         # load_settings merges the file, the variables and the flags itself, so that it can
         # tell which of them a bad key came from; only the merged keyword arguments count.
         return (init_settings,)

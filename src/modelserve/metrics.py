@@ -74,7 +74,7 @@ class Metrics:
             # prometheus_client picks its value store when it is imported; make sure this
             # process writes to the shared directory even if it was imported earlier.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.multiprocess_dir
-            values.ValueClass = values.MultiProcessValue()
+            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "version")
         self.requests = Counter(
@@ -158,7 +158,7 @@ class Metrics:
         if not self.multiprocess_dir:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -176,4 +176,4 @@ def mark_process_dead(multiprocess_dir: str, pid: int) -> None:
     """Drop a dead worker's live gauges (its counters and histograms stay summed)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, multiprocess_dir)
+    multiprocess.mark_process_dead(pid, multiprocess_dir)  # type: ignore[no-untyped-call]

@@ -23,10 +23,10 @@ def _class_for(obj: Any, model: str, class_path: str | None) -> str:
         raise ConfigError(
             f"model {model!r} is not in modelserve.toml (models: {known}); pass --class"
         )
-    return models[model].class_path
+    return str(models[model].class_path)
 
 
-def _tolerance(obj: Any, model: str) -> dict[str, float | None]:
+def _tolerance(obj: Any, model: str) -> dict[str, Any]:
     config = obj.settings().models.get(model)
     return {"atol": config.atol, "rtol": config.rtol} if config else {}
 

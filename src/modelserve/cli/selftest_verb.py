@@ -35,7 +35,9 @@ def selftest(obj: Any, names: tuple[str, ...], junit: Path | None) -> None:
     if not selected:
         raise ConfigError("modelserve.toml lists no models to self-test")
     registry = obj.registry()
-    rows, reports, failed = [], [], False
+    rows: list[tuple[Any, ...]] = []
+    reports: list[SelfTestReport] = []
+    failed = False
     for name in selected:
         config = settings.models[name]
         try:
@@ -43,13 +45,14 @@ def selftest(obj: Any, names: tuple[str, ...], junit: Path | None) -> None:
             report = resident.report
             verdict = "warn" if resident.warning else "pass"
         except ModelserveError as exc:
-            report = getattr(exc, "report", None)
-            if not isinstance(report, SelfTestReport):
+            failed_report = getattr(exc, "report", None)
+            if not isinstance(failed_report, SelfTestReport):
                 rows.append((name, config.reference, "", "error", str(exc)))
                 failed = True
                 load_case = CaseResult(name="load", input=None, expected=None, error=str(exc))
                 reports.append(SelfTestReport(name, None, [load_case], Tolerance()))
                 continue
+            report = failed_report
             verdict = "fail"
         failed = failed or not report.passed
         reports.append(report)

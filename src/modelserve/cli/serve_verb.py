@@ -18,7 +18,7 @@ __all__ = ["register"]
 @click.option("--graceful-timeout", type=float, help="Seconds to drain on SIGTERM.")
 @click.option("--access-log/--no-access-log", default=None, help="One JSON line per request.")
 @click.pass_obj
-def serve(obj: Any, **flags: Any) -> None:
+def serve(obj: Any, /, **flags: Any) -> None:
     """Serve the models of modelserve.toml over HTTP until SIGTERM."""
     from modelserve.server import serve as run_server
 

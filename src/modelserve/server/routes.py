@@ -26,6 +26,7 @@ from modelserve.errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
+from modelserve.host import ResidentModel
 from modelserve.logs import AccessLog, request_id_var
 from modelserve.metrics import Metrics
 from modelserve.server.openapi import openapi_document
@@ -133,6 +134,7 @@ class Router:
         seconds = time.perf_counter() - request.started
         self.served += 1
         self.metrics.inflight_now -= 1
+        resident: ResidentModel | None = None
         if call is not None:
             resident = call.resident
             if resident.stats is not None:
@@ -141,7 +143,6 @@ class Router:
             # refused before a model was chosen: counted without a caller-chosen label value
             self.metrics.unrouted.observe(status, seconds, None)
         if self.access_log is not None:
-            resident = call.resident if call is not None else None
             self.access_log.request(
                 request.request_id,
                 request.method,
