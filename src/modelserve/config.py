@@ -75,6 +75,10 @@ class ServerConfig(BaseModel):
     predict_threads: int = Field(default=4, ge=1)
     inline_predict_ms: float = Field(default=2.0, ge=0)
     access_log: bool = True
+    # Import the model classes (and the libraries they import) in the master before forking,
+    # so every worker starts with them in memory: a respawned worker is ready in the time it
+    # takes to read its artifacts, not to import scikit-learn again.
+    preload: bool = True
     retry_after_seconds: int = Field(default=5, ge=0)
 
 

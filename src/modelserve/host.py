@@ -76,7 +76,9 @@ class ModelStatus:
 
 def _merge_cases(stored: list[dict[str, Any]], current: Iterable[TestCase]) -> list[TestCase]:
     """The version's stored canaries, with the current code's expectations and new canaries."""
-    cases = [TestCase(c["input"], c["expected"], str(c.get("name", i))) for i, c in enumerate(stored)]
+    cases = [
+        TestCase(c["input"], c["expected"], str(c.get("name", i))) for i, c in enumerate(stored)
+    ]
     index = {_key(case.input): i for i, case in enumerate(cases)}
     for case in current:
         key = _key(to_jsonable(case.input))
@@ -175,9 +177,20 @@ class ModelHost:
         self.ready = not settings.models
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Load every configured model in a background thread (liveness answers meanwhile)."""
-        self._thread = threading.Thread(target=self.load_all, name="modelserve-loader", daemon=True)
+    def start(self, on_done: Callable[[], None] | None = None) -> None:
+        """Load every configured model in a background thread (liveness answers meanwhile).
+
+        ``on_done`` is called from that thread once every model is loaded or has failed.
+        """
+
+        def load() -> None:
+            try:
+                self.load_all()
+            finally:
+                if on_done is not None:
+                    on_done()
+
+        self._thread = threading.Thread(target=load, name="modelserve-loader", daemon=True)
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -34,6 +34,8 @@ def serve(settings: Settings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="modelserve-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     workers = server.workers or os.cpu_count() or 1
+    if server.preload:
+        _preload(settings)
     spec = WorkerSpec(
         workers=workers,
         graceful_timeout=server.graceful_timeout,
@@ -61,6 +63,18 @@ def serve(settings: Settings) -> int:
     finally:
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _preload(settings: Settings) -> None:
+    """Import every model class once in the master; workers inherit the modules."""
+    from modelserve.errors import ModelClassError
+    from modelserve.model import import_model_class
+
+    for name, config in settings.models.items():
+        try:
+            import_model_class(config.class_path)
+        except ModelClassError as exc:  # each worker reports it again as the model's failure
+            log.error("model class does not import", extra={"model": name, "reason": str(exc)})
 
 
 def _log_event(event: dict[str, object]) -> None:

@@ -42,7 +42,10 @@ def _get(summary: str, schema: dict[str, Any], *errors: int) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
-            "responses": {"200": {"description": "OK", "content": _json(schema)}, **_errors(*errors)},
+            "responses": {
+                "200": {"description": "OK", "content": _json(schema)},
+                **_errors(*errors),
+            },
         }
     }
 
@@ -78,7 +81,11 @@ def openapi_document(service: str, version: str) -> dict[str, Any]:
             "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
             "outputs": {
                 "type": "array",
-                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
             },
         },
     }
@@ -103,7 +110,12 @@ def openapi_document(service: str, version: str) -> dict[str, Any]:
         },
     }
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    version_param = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    version_param = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
     v2_infer = {
         "post": {
             "summary": "Open Inference Protocol v2 inference",
@@ -126,18 +138,25 @@ def openapi_document(service: str, version: str) -> dict[str, Any]:
             }
         },
         "/health/live": _get("Liveness: the process answers", {"type": "object"}),
-        "/health/ready": _get("Readiness: every model loaded and self-tested", {"type": "object"}, 503),
+        "/health/ready": _get(
+            "Readiness: every model loaded and self-tested", {"type": "object"}, 503
+        ),
         "/models": _get("Status of every configured model", {"type": "object"}),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
+                "responses": {
+                    "200": {"description": "text exposition", "content": {"text/plain": {}}}
+                },
             }
         },
         "/v2": _get("OIP server metadata", {"type": "object"}),
         "/v2/health/live": _get("OIP server live", {"type": "object"}),
         "/v2/health/ready": _get("OIP server ready", {"type": "object"}, 503),
-        "/v2/models/{name}": {**_get("OIP model metadata", metadata, 404, 503), "parameters": [name_param]},
+        "/v2/models/{name}": {
+            **_get("OIP model metadata", metadata, 404, 503),
+            "parameters": [name_param],
+        },
         "/v2/models/{name}/ready": {
             **_get("OIP model ready", {"type": "object"}, 404, 503),
             "parameters": [name_param],

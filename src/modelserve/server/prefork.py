@@ -175,6 +175,9 @@ class WorkerContext:
     max_requests: int
     master_pid: int = 0
     stopping: bool = False
+    #: False for the first workers of the master; True for every worker forked later
+    #: (respawn, recycle, SIGHUP), while other workers are (usually) serving.
+    replacement: bool = False
     _callbacks: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def request_stop(self) -> None:
@@ -300,6 +303,7 @@ class Supervisor:
         self._wake_r = -1
         self._wake_w = -1
         self._master_pid = 0
+        self._initial_spawned = False
 
     # -- public ---------------------------------------------------------------------------
 
@@ -338,6 +342,7 @@ class Supervisor:
     def _loop(self) -> int:
         for slot in range(self._spec.workers):
             self._spawn(slot)
+        self._initial_spawned = True
         while True:
             self._handle_signals()
             self._reap()
@@ -415,7 +420,12 @@ class Supervisor:
             for signum in (signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            ctx = WorkerContext(index=slot, max_requests=max_requests, master_pid=self._master_pid)
+            ctx = WorkerContext(
+                index=slot,
+                max_requests=max_requests,
+                master_pid=self._master_pid,
+                replacement=self._initial_spawned,
+            )
             ctx.install_signal_handlers()
             os.close(self._wake_r)
             os.close(self._wake_w)

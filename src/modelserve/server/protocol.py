@@ -27,6 +27,8 @@ __all__ = ["ConnectionPool", "HttpConnection", "Request"]
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _MAX_HEADERS = 100
 _MAX_ID_LENGTH = 200
+#: While draining, idle keep-alive connections are closed after this many idle seconds.
+DRAIN_IDLE_GRACE = 1.0
 # Lengths of the header names read below: content-type / x-request-id, traceparent,
 # content-length.
 _WANTED_LENGTHS = frozenset((12, 11, 14))
@@ -96,11 +98,18 @@ class ConnectionPool:
             if conn.idle() and conn.last_active < limit:
                 conn.close()
 
-    def drain(self) -> None:
-        """Stop keeping connections alive: close idle ones, close busy ones after answering."""
+    def drain(self, now: float) -> None:
+        """Stop keeping connections alive.
+
+        Every answer from now on carries ``connection: close``. A connection idle for
+        :data:`DRAIN_IDLE_GRACE` seconds is closed (call again to sweep); one that is
+        used sooner gets its answer first. Closing an idle keep-alive connection at once
+        would race with a request the client is sending on it right then.
+        """
         self.draining = True
+        limit = now - DRAIN_IDLE_GRACE
         for conn in list(self.connections):
-            if conn.idle():
+            if conn.idle() and conn.last_active < limit:
                 conn.close()
 
     @property
@@ -315,4 +324,3 @@ def _trace_id(value: bytes) -> str | None:
 def reason(status: int) -> str:
     """The reason phrase of an HTTP status."""
     return _REASONS.get(status, b"Unknown").decode()
-

@@ -89,6 +89,8 @@ class Router:
         }
         self._openapi: bytes | None = None
         self.served = 0
+        self._limit = 0
+        self._at_limit: Callable[[], None] | None = None
 
     # -- entry points from the connection --------------------------------------------------
 
@@ -118,6 +120,11 @@ class Router:
         self.metrics.inflight_now += 1
         self.respond(conn, request, status, _dumps({"error": message}))
 
+    def on_limit(self, limit: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, right after the ``limit``-th answer (0: never)."""
+        self._limit = limit
+        self._at_limit = callback if limit else None
+
     # -- answering ----------------------------------------------------------------------------
 
     def respond(
@@ -133,6 +140,8 @@ class Router:
         conn.write_response(request, status, body, content_type, extra_headers)
         seconds = time.perf_counter() - request.started
         self.served += 1
+        if self.served == self._limit and self._at_limit is not None:
+            self._at_limit()
         self.metrics.inflight_now -= 1
         resident: ResidentModel | None = None
         if call is not None:

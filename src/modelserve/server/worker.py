@@ -49,7 +49,9 @@ class Worker:
         self.index = index
         self.max_requests = max_requests
         self.metrics = Metrics(metrics_dir)
-        self.host = ModelHost(settings, lambda: Registry.from_settings(settings), metrics=self.metrics)
+        self.host = ModelHost(
+            settings, lambda: Registry.from_settings(settings), metrics=self.metrics
+        )
         self.dataplane = DataPlane(self.host, inline_predict_ms=settings.server.inline_predict_ms)
         self.access_log = AccessLog() if settings.server.access_log else None
         self.router = Router(
@@ -78,15 +80,33 @@ class Worker:
         loop = _new_event_loop()
         self.loop = self.router.loop = loop
         asyncio.set_event_loop(loop)
+        # The first workers accept at once, so probes get answers (live 200, ready 503) while
+        # the models load. A worker that replaces another (respawn, recycle) accepts only
+        # once its models are loaded: the other workers, or the listen backlog, hold the
+        # traffic meanwhile, so no caller sees a 503 because a worker was replaced.
+        replacement = bool(getattr(context, "replacement", False))
         try:
             self.server = loop.run_until_complete(
-                loop.create_server(lambda: HttpConnection(self.pool), sock=sock, backlog=2048)
+                loop.create_server(
+                    lambda: HttpConnection(self.pool),
+                    sock=sock,
+                    backlog=2048,
+                    start_serving=not replacement,
+                )
             )
             loop.add_signal_handler(signal.SIGTERM, self.drain, signal.SIGTERM)
             if getattr(context, "stopping", False):  # SIGTERM arrived before the loop ran
                 self.drain(signal.SIGTERM)
-            self.host.start()
-            log.info("worker started", extra={"worker": self.index, "max_requests": self.max_requests})
+            self.router.on_limit(self.max_requests, self.drain)
+            self.host.start(self._loaded_from_thread if replacement else None)
+            log.info(
+                "worker started",
+                extra={
+                    "worker": self.index,
+                    "max_requests": self.max_requests,
+                    "replacement": replacement,
+                },
+            )
             loop.call_later(TICK_SECONDS, self._tick)
             loop.run_forever()
         finally:
@@ -94,6 +114,15 @@ class Worker:
             self.router.executor.shutdown(wait=False, cancel_futures=True)
             loop.close()
         return 0 if self.drain_reason != "recycle" else RECYCLE_EXIT_CODE
+
+    def _loaded_from_thread(self) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._start_serving)
+
+    def _start_serving(self) -> None:
+        if self.server is not None and not self.stopping and self.loop is not None:
+            self.loop.create_task(self.server.start_serving())
+            log.info("worker accepting", extra={"worker": self.index})
 
     def drain(self, reason: object = "recycle") -> None:
         """Stop taking work and exit once what is in flight is answered."""
@@ -111,7 +140,7 @@ class Worker:
         )
         if self.server is not None:
             self.server.close()
-        self.pool.drain()
+        self.pool.drain(time.monotonic())
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -123,8 +152,8 @@ class Worker:
             self.metrics.flush()
         if self.access_log is not None:
             self.access_log.flush()
-        if self.max_requests and not self.stopping and self.router.served >= self.max_requests:
-            self.drain()
+        if self.stopping:
+            self.pool.drain(now)
         if self.stopping and (
             (self.metrics.inflight_now <= 0 and not self.pool.connections)
             or now > self.drain_deadline

@@ -1,0 +1,75 @@
+"""``GET /metrics`` of a two-worker ``modelserve serve``: sums over workers, bounded labels."""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from serve_helpers import StartService, metric_samples, metric_sum, wait_until, worker_of
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only"),
+]
+
+REQUESTS = 120
+
+
+def test_metrics_sum_every_workers_requests_and_callers_cannot_add_label_values(
+    start_service: StartService,
+) -> None:
+    service = start_service("metrics", {"fast": {}}, workers=2)
+    with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(
+                pool.map(
+                    lambda i: client.post(
+                        service.url + "/infer", json={"model_id": "fast", "features": {"x": i}}
+                    ),
+                    range(REQUESTS),
+                )
+            )
+        unknown = client.post(
+            service.url + "/infer", json={"model_id": "no-such-model-xyz", "features": {"x": 1}}
+        )
+    assert [r.status_code for r in responses] == [200] * REQUESTS
+    assert len({worker_of(r.headers["x-request-id"]) for r in responses}) == 2
+    assert unknown.status_code == 404
+
+    def scrape() -> str:
+        return httpx.get(service.url + "/metrics").text
+
+    def served() -> float:
+        return metric_sum(scrape(), "modelserve_requests_total", model="fast", status="200")
+
+    wait_until(lambda: served() >= REQUESTS, 5, f"{REQUESTS} requests counted")
+    time.sleep(1.5)  # every worker has flushed again: nothing is counted twice
+    text = scrape()
+
+    assert metric_sum(text, "modelserve_requests_total", model="fast", status="200") == REQUESTS
+    assert metric_sum(text, "modelserve_requests_total", model="", status="404") == 1
+    assert "no-such-model-xyz" not in text
+    assert {labels["model"] for labels, _ in metric_samples(text, "modelserve_requests_total")} == {
+        "fast",
+        "",
+    }
+    for histogram in ("modelserve_request_duration_seconds", "modelserve_predict_duration_seconds"):
+        buckets = {
+            labels["le"]: value
+            for labels, value in metric_samples(text, histogram + "_bucket")
+            if labels.get("model") == "fast"
+        }
+        assert buckets["+Inf"] == REQUESTS, histogram
+        assert metric_sum(text, histogram + "_count", model="fast", version="1") == REQUESTS
+    assert metric_sum(text, "modelserve_model_ready", model="fast", version="1") == 1
+    # each worker loads and self-tests the model once
+    assert metric_sum(text, "modelserve_selftests_total", model="fast", outcome="pass") == 2
+    assert (
+        metric_sum(
+            text, "modelserve_model_load_duration_seconds_count", model="fast", outcome="pass"
+        )
+        == 2
+    )
