@@ -116,9 +116,7 @@ class VersionNotFoundError(NotFoundError):
     """The model exists but has no such version."""
 
     def __init__(self, name: str, version: object, existing: Iterable[object]) -> None:
-        super().__init__(
-            f"model {name!r} has no version {version}; versions: {_listing(existing)}"
-        )
+        super().__init__(f"model {name!r} has no version {version}; versions: {_listing(existing)}")
         self.name = name
         self.version = version
 

@@ -45,6 +45,8 @@ class ResidentModel:
     report: SelfTestReport
     load_seconds: float
     inline: bool = True
+    #: True when the executor is "auto": a model that turns out slow moves off the loop.
+    adaptive: bool = False
     slow_streak: int = 0
     warning: str | None = None
     #: The request counters of this version (set by the host when it has metrics).
@@ -242,6 +244,7 @@ class ModelHost:
             log.error("model failed to load", extra={"model": name}, exc_info=True)
             return
         resident.inline = self._inline(config.executor, _typical_predict_seconds(resident.report))
+        resident.adaptive = config.executor == "auto"
         if self.metrics is not None:
             resident.stats = self.metrics.stats_for(name, resident.version_label)
         self.resident[name] = resident

@@ -60,7 +60,7 @@ def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = 
 
 
 _ACCESS = (
-    b'{"ts":%.6f,"event":"request","request_id":"%s","method":"%s","path":%s,"status":%d,'
+    b'{"ts":%s,"event":"request","request_id":"%s","method":"%s","path":%s,"status":%d,'
     b'"latency_ms":%.3f%s%s}\n'
 )
 _MODEL = b',"model":"%s","version":%d'
@@ -76,6 +76,8 @@ class AccessLog:
         self.max_buffer = max_buffer
         self.buffer = bytearray()
         self._paths: dict[str, bytes] = {}
+        self._ts_at = 0.0
+        self._ts = b"0"
 
     def write(self, entry: dict[str, Any]) -> None:
         """Queue one line; written when the buffer is full or at the next :meth:`flush`."""
@@ -106,8 +108,12 @@ class AccessLog:
             encoded_path = orjson.dumps(path)
             if len(self._paths) < _PATH_CACHE:
                 self._paths[path] = encoded_path
+        now = time.time()
+        if now - self._ts_at >= 0.001:  # formatting a float costs more than the rest
+            self._ts_at = now
+            self._ts = b"%.3f" % now
         line = _ACCESS % (
-            time.time(),
+            self._ts,
             request_id.encode() if request_id.isalnum() else orjson.dumps(request_id)[1:-1],
             method.encode(),
             encoded_path,

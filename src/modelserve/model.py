@@ -168,4 +168,3 @@ def _cases_from_dataframe(frame: Any) -> list[TestCase]:
         TestCase(row["input"], row[expected_column], str(index))
         for index, row in zip(frame.index, frame.to_dict("records"), strict=True)
     ]
-

@@ -75,7 +75,9 @@ class DataPlane:
             raise InvalidRequestError(
                 "model_id: required string" if model_id is None else "model_id: must be a string"
             )
-        resident = self._resident(model_id, payload.get("version", None))
+        resident = self.host.resident.get(model_id)
+        if resident is None or "version" in payload:
+            resident = self._resident(model_id, payload.get("version"))
         if "features" in payload:
             if "instances" in payload:
                 raise InvalidRequestError("features, instances: send one of them, not both")
@@ -120,8 +122,10 @@ class DataPlane:
             raise self._predict_failed(resident, exc) from exc
         finally:
             call.predict_seconds = elapsed = time.perf_counter() - started
-            if call.inline:
-                self._check_inline(resident, elapsed)
+            if elapsed > self.inline_limit:
+                self._slow_call(call, elapsed)
+            elif resident.slow_streak:
+                resident.slow_streak = 0
         return {
             "model_id": resident.name,
             "model_version": resident.version,
@@ -157,8 +161,11 @@ class DataPlane:
             raise self._predict_failed(resident, exc) from exc
         finally:
             call.predict_seconds = elapsed = time.perf_counter() - started
-            if call.inline:
-                self._check_inline(resident, elapsed / max(len(rows), 1))
+            per_row = elapsed / max(len(rows), 1)
+            if per_row > self.inline_limit:
+                self._slow_call(call, per_row)
+            elif resident.slow_streak:
+                resident.slow_streak = 0
         return outputs
 
     def _predict_failed(self, resident: ResidentModel, exc: Exception) -> PredictError:
@@ -172,11 +179,12 @@ class DataPlane:
             f"({type(exc).__name__}); see the service log for this request id"
         )
 
-    def _check_inline(self, resident: ResidentModel, seconds: float) -> None:
+    def _slow_call(self, call: Call, seconds: float) -> None:
         # One slow call proves little (the OS preempted us, a GC pass ran); a run of them
         # means predict itself is slow and would stall every connection of this worker.
-        if seconds <= self.inline_limit:
-            resident.slow_streak = 0
+        # Only models left to the "auto" executor move; "inline" is the team's explicit choice.
+        resident = call.resident
+        if not (call.inline and resident.adaptive):
             return
         resident.slow_streak += 1
         if resident.slow_streak >= SLOW_STREAK:

@@ -179,12 +179,16 @@ class Router:
             token = request_id_var.set(request.request_id)
             try:
                 result = execute(call)
+                body = orjson.dumps(result, default=_json_default, option=_DUMP_OPTIONS)
             except RequestError as exc:
                 self.fail(conn, request, exc, call)
                 return
+            except TypeError as exc:
+                self._not_json(conn, request, call, exc)
+                return
             finally:
                 request_id_var.reset(token)
-            self._answer(conn, request, call, result)
+            self.respond(conn, request, 200, body, JSON, b"", call)
             return
         conn.begin_background()
         context = contextvars.copy_context()
@@ -215,11 +219,14 @@ class Router:
         try:
             body = _dumps(result)
         except TypeError as exc:
-            name = call.resident.name
-            error = ModelserveError(f"model {name!r} returned an output that is not JSON: {exc}")
-            self.fail(conn, request, error, call)
+            self._not_json(conn, request, call, exc)
             return
         self.respond(conn, request, 200, body, JSON, b"", call)
+
+    def _not_json(self, conn: HttpConnection, request: Request, call: Call, exc: Exception) -> None:
+        name = call.resident.name
+        error = ModelserveError(f"model {name!r} returned an output that is not JSON: {exc}")
+        self.fail(conn, request, error, call)
 
     # -- handlers -------------------------------------------------------------------------------
 
