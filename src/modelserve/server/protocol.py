@@ -120,6 +120,23 @@ class ConnectionPool:
 class HttpConnection(asyncio.Protocol):
     """One client connection."""
 
+    __slots__ = (
+        "body",
+        "body_size",
+        "busy",
+        "header_count",
+        "in_message",
+        "last_active",
+        "parser",
+        "pending",
+        "pool",
+        "rejected",
+        "request",
+        "router",
+        "transport",
+        "url",
+    )
+
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.router = pool.router
@@ -266,16 +283,19 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = request.keep_alive and not self.pool.draining and not self.rejected
         if transport is None:
             return False
-        head = b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n" % (
-            _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
-            content_type,
-            len(body),
-            request.request_id.encode(),
-            self.pool.date_header,
-            extra_headers,
-            b"" if keep_alive else b"connection: close\r\n",
+        transport.write(
+            b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n%s"
+            % (
+                _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
+                content_type,
+                len(body),
+                request.request_id.encode(),
+                self.pool.date_header,
+                extra_headers,
+                b"" if keep_alive else b"connection: close\r\n",
+                body,
+            )
         )
-        transport.write(head + body)
         self.last_active = time.monotonic()
         if not keep_alive and not self.rejected:
             self.close()
