@@ -135,10 +135,12 @@ class RunningService:
             self.process.send_signal(sig)
         try:
             return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             self.process.kill()
             self.process.wait(10)
-            raise AssertionError(f"modelserve serve did not exit after {sig}:\n{self.logs()}")
+            raise AssertionError(
+                f"modelserve serve did not exit after {sig}:\n{self.logs()}"
+            ) from exc
 
     def __enter__(self) -> RunningService:
         return self.start()

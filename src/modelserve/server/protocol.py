@@ -207,9 +207,8 @@ class HttpConnection(asyncio.Protocol):
                 request.request_id = value.decode()
         elif name == b"traceparent":
             request.trace_id = _trace_id(value)
-        elif name == b"content-length":
-            if value.isdigit() and int(value) > self.pool.max_body:
-                self.reject(413, f"body is over the limit of {self.pool.max_body} bytes")
+        elif name == b"content-length" and value.isdigit() and int(value) > self.pool.max_body:
+            self.reject(413, f"body is over the limit of {self.pool.max_body} bytes")
 
     def on_headers_complete(self) -> None:
         request = self.request
