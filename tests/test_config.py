@@ -39,7 +39,12 @@ def _write(directory: Path, text: str) -> Path:
             "[server]\nport = 'eighty'\n", "server.port", "valid integer", id="port not a number"
         ),
         pytest.param("[server]\nport = 70000\n", "server.port", "65535", id="port out of range"),
-        pytest.param("sync_interval = 0\n", "sync_interval", "greater than 0", id="zero interval"),
+        pytest.param(
+            "[server]\ngraceful_timeout = 0\n",
+            "server.graceful_timeout",
+            "greater than 0",
+            id="zero grace period",
+        ),
         pytest.param("models = 3\n", "models", "dictionary", id="models not a table"),
         pytest.param(
             GOOD_MODEL + "alias = 'production'\nversion = 3\n",

@@ -96,7 +96,6 @@ class Settings(BaseSettings):
     #: fsspec storage options of the artifact store (e.g. S3 ``client_kwargs.endpoint_url``).
     artifact_store_options: dict[str, Any] = Field(default_factory=dict)
     cache_dir: str = ".modelserve/cache"
-    sync_interval: float = Field(default=10.0, gt=0)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
