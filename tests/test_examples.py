@@ -12,14 +12,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightgbm  # noqa: F401
+import pandas  # noqa: F401
 import pytest
+import sklearn  # noqa: F401
 from click.testing import CliRunner, Result
 
 from modelserve.cli import main
-
-pytest.importorskip("sklearn")
-pytest.importorskip("lightgbm")
-pytest.importorskip("pandas")
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from modelserve.errors import (
@@ -21,9 +23,6 @@ from modelserve.model import Model, TestCase
 from modelserve.registry import Registry
 from modelserve.release import publish, train_and_publish
 from modelserve.selftest import SelfTestReport
-
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
 
 pytestmark = pytest.mark.usefixtures("clean_env", "fast_fingerprint")
 
@@ -148,7 +147,8 @@ def test_publish_records_the_actual_outputs_as_golden(registry: Registry, artifa
 def test_publish_fingerprints_python_platform_and_the_models_libraries(
     registry: Registry, artifact: Path, team_code: Any
 ) -> None:
-    sklearn = pytest.importorskip("sklearn")
+    import sklearn
+
     module = team_code.write(
         """
 import json

@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,9 +29,6 @@ from modelserve.selftest import (
     to_jsonable,
     write_junit,
 )
-
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
 
 TOL = Tolerance()
 NAN = float("nan")
@@ -473,7 +472,7 @@ def junit_file(tmp_path: Path) -> Path:
 
 
 def test_junit_parses_with_junitparser(junit_file: Path) -> None:
-    junitparser = pytest.importorskip("junitparser")
+    import junitparser
     xml = junitparser.JUnitXml.fromfile(str(junit_file))
     suites = list(xml)
     assert [s.name for s in suites] == ["ok v1", "mixed v2"]

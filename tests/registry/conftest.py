@@ -1,43 +1,18 @@
 """Registry fixtures: the same tests run on a SQLite file and on the real PostgreSQL.
 
-Each PostgreSQL test gets a fresh schema with a random name (the URL's ``search_path``
-option points there, so the tables and Alembic's version table land in it) that is dropped
-afterwards. ``MODELSERVE_TEST_POSTGRES_URL`` overrides the server's URL.
+Each PostgreSQL test gets a fresh schema (tests/postgres_schemas.py).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import sqlalchemy as sa
 
 from modelserve.registry import Manifest, Registry
-
-POSTGRES_URL = os.environ.get(
-    "MODELSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _postgres_schema_url() -> Iterator[str]:
-    schema = f"ms_registry_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error.orig}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+from postgres_schemas import postgres_schema_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -46,13 +21,13 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/state/registry.db"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url("ms_registry_test")
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL schema, for the tests that only make sense there."""
-    yield from _postgres_schema_url()
+    yield from postgres_schema_url("ms_registry_test")
 
 
 @pytest.fixture

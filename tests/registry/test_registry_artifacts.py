@@ -245,8 +245,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
+    import s3fs  # noqa: F401
+    from moto import server as moto_server
+
     server = moto_server.ThreadedMotoServer(
         ip_address="127.0.0.1", port=_free_port(), verbose=False
     )
