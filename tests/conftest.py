@@ -22,9 +22,7 @@ from postgres_schemas import postgres_schema_url
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No MODELSERVE_* variable of the developer's shell leaks into the test; wide tables."""
     for name in list(os.environ):
-        if name.upper().startswith("MODELSERVE_") and not name.upper().startswith(
-            "MODELSERVE_TEST_"
-        ):
+        if name.upper().startswith("MODELSERVE_"):
             monkeypatch.delenv(name)
     # rich wraps table cells at the terminal width; keep whole messages on one line
     monkeypatch.setenv("COLUMNS", "400")

@@ -2,7 +2,7 @@
 
 Each test gets a schema with a random name (the URL's ``search_path`` option points there, so
 the tables and Alembic's version table land in it), dropped afterwards.
-``MODELSERVE_TEST_POSTGRES_URL`` overrides the server's URL. An unreachable server fails the
+``TEST_POSTGRES_URL`` overrides the server's URL. An unreachable server fails the
 test: the README's test command starts PostgreSQL, and a skipped registry test proves nothing.
 """
 
@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 POSTGRES_URL = os.environ.get(
-    "MODELSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
 

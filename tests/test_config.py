@@ -168,6 +168,7 @@ def test_a_flag_overrides_the_variable_and_the_file(tmp_path: Path) -> None:
     [
         ({"MODELSERVE_SERVER__PORT": "eighty"}, "MODELSERVE_SERVER__PORT"),
         ({"MODELSERVE_SERVER__MAX_REQUESTS": "-1"}, "MODELSERVE_SERVER__MAX_REQUESTS"),
+        ({"MODELSERVE_REGISTRYURL": "sqlite:///x.db"}, "MODELSERVE_REGISTRYURL"),
         ({"MODELSERVE_SERVER__BOGUS": "1"}, "MODELSERVE_SERVER__BOGUS"),
         ({"MODELSERVE_MODELS__CHURN__VERSION": "0"}, "MODELSERVE_MODELS__CHURN__VERSION"),
         ({"MODELSERVE_SERVER": "{not json"}, "MODELSERVE_SERVER"),

@@ -192,6 +192,15 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     wanted.pop(ENV_PREFIX + "CONFIG", None)
     if not wanted:
         return {}
+    known = set(Settings.model_fields) - {"root"}
+    for name in sorted(wanted):
+        top = name[len(ENV_PREFIX) :].lower().split("__")[0]
+        if top not in known:  # a typo would otherwise be ignored without a word
+            raise ConfigError(
+                f"invalid configuration:\n  environment variable {name}: unknown setting; "
+                f"known: {', '.join(ENV_PREFIX + key.upper() for key in sorted(known))}, "
+                f"{ENV_PREFIX}CONFIG"
+            )
     try:
         return _parse_env(wanted)
     except Exception as exc:  # pydantic-settings raises SettingsError for unparsable JSON
