@@ -473,6 +473,7 @@ def junit_file(tmp_path: Path) -> Path:
 
 def test_junit_parses_with_junitparser(junit_file: Path) -> None:
     import junitparser
+
     xml = junitparser.JUnitXml.fromfile(str(junit_file))
     suites = list(xml)
     assert [s.name for s in suites] == ["ok v1", "mixed v2"]
