@@ -164,7 +164,8 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
+        # last_active is not touched here: a connection inside a request is never idle, and
+        # between requests it counts from its last answer.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -179,7 +180,6 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.in_message = True
         self.url = b""
-        self.body = []
         self.body_size = 0
         self.header_count = 0
         request = self.request = Request()
