@@ -281,8 +281,9 @@ class ModelHost:
             return
         self.metrics.load_seconds.labels(name, version, outcome).observe(seconds)
         self.metrics.selftests.labels(name, version, outcome).inc()
-        if ready:
-            self.metrics.model_ready.labels(name, version).set(1)
+        # 0 for a version that failed: with the gauge's minimum over live workers, one worker
+        # that could not load the model makes the service-wide value 0.
+        self.metrics.model_ready.labels(name, version).set(1 if ready else 0)
 
     def summary(self) -> list[dict[str, Any]]:
         """Status of every configured model, JSON-able."""

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serve_helpers import StartService, in_flight, wait_for_log, wait_until
+from serve_helpers import StartService, in_flight, metric_sum, wait_for_log, wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -101,6 +101,10 @@ def test_a_model_failing_its_selftest_under_policy_refuse_keeps_the_service_unre
     logged = wait_for_log(service, lambda line: line.get("model") == "refused")
     assert logged["level"] == "error"
     assert logged["event"] == "self-test failed, model not served"
+    metrics = httpx.get(service.url + "/metrics").text
+    assert 'modelserve_model_ready{model="refused",version="1"} 0.0' in metrics
+    assert metric_sum(metrics, "modelserve_model_ready", model="fast") == 1
+    assert metric_sum(metrics, "modelserve_selftests_total", model="refused", outcome="fail") == 1
 
 
 def test_a_model_failing_its_selftest_under_policy_warn_serves_with_a_warning(
