@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from modelserve.config import ModelConfig, Settings
 from modelserve.errors import ModelLoadError, ModelserveError, SelfTestFailedError
-from modelserve.model import Model, TestCase, import_model_class, test_cases
+from modelserve.model import Model, TestCase, import_model_class, instantiate, test_cases
 from modelserve.registry import Manifest, Registry
 from modelserve.selftest import SelfTestReport, Tolerance, run_selftest, to_jsonable
 
@@ -93,8 +95,6 @@ def _merge_cases(stored: list[dict[str, Any]], current: Iterable[TestCase]) -> l
 
 
 def _key(value: Any) -> str:
-    import orjson
-
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
@@ -114,7 +114,7 @@ def load_version(
     manifest = manifest or registry.get(name, config.reference)
     cls = import_model_class(config.class_path)
     path = registry.fetch(manifest)
-    model = cls()
+    model = instantiate(cls)
     try:
         model.load(path)
     except Exception as exc:
@@ -194,13 +194,6 @@ class ModelHost:
 
         self._thread = threading.Thread(target=load, name="modelserve-loader", daemon=True)
         self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the loader thread; True when it has finished."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
 
     def load_all(self) -> None:
         """Load every configured model, one after the other, recording each outcome."""

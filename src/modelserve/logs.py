@@ -79,13 +79,6 @@ class AccessLog:
         self._ts_at = 0.0
         self._ts = b"0"
 
-    def write(self, entry: dict[str, Any]) -> None:
-        """Queue one line; written when the buffer is full or at the next :meth:`flush`."""
-        self.buffer += orjson.dumps(entry, default=str)
-        self.buffer += b"\n"
-        if len(self.buffer) >= self.max_buffer:
-            self.flush()
-
     def request(
         self,
         request_id: str,

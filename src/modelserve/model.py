@@ -21,7 +21,15 @@ from typing import Any, ClassVar, Literal
 
 from modelserve.errors import ModelClassError
 
-__all__ = ["Model", "TensorSpec", "TestCase", "class_path", "import_model_class", "test_cases"]
+__all__ = [
+    "Model",
+    "TensorSpec",
+    "TestCase",
+    "class_path",
+    "import_model_class",
+    "instantiate",
+    "test_cases",
+]
 
 SelfTestPolicy = Literal["refuse", "warn"]
 InputFormat = Literal["rows", "numpy", "dataframe"]
@@ -113,6 +121,14 @@ def import_model_class(path: str) -> type[Model]:
     if not (inspect.isclass(obj) and issubclass(obj, Model)):
         raise ModelClassError(f"{path!r} is not a subclass of modelserve.Model")
     return obj
+
+
+def instantiate(cls: type[Model]) -> Model:
+    """Create the model object; a constructor that raises is reported as a class error."""
+    try:
+        return cls()
+    except Exception as exc:
+        raise ModelClassError(f"{class_path(cls)}() raised {type(exc).__name__}: {exc}") from exc
 
 
 def class_path(cls: type) -> str:

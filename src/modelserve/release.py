@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from modelserve.errors import ArtifactError, ModelClassError, ModelLoadError, SelfTestFailedError
-from modelserve.model import Model, TestCase, class_path, import_model_class, test_cases
+from modelserve.model import (
+    Model,
+    TestCase,
+    class_path,
+    import_model_class,
+    instantiate,
+    test_cases,
+)
 from modelserve.registry import Manifest, Registry
 from modelserve.selftest import SelfTestReport, Tolerance, run_selftest, to_jsonable
 
@@ -94,14 +101,6 @@ def train_and_publish(
                 f"{class_path(cls)}.train raised {type(exc).__name__}: {exc}"
             ) from exc
         return publish(registry, name, cls, out_dir, **options)
-
-
-def instantiate(cls: type[Model]) -> Model:
-    """Create the model object; a constructor that raises is reported as a class error."""
-    try:
-        return cls()
-    except Exception as exc:
-        raise ModelClassError(f"{class_path(cls)}() raised {type(exc).__name__}: {exc}") from exc
 
 
 def _recorded_test_data(cls: type[Model], cases: list[TestCase]) -> list[dict[str, Any]]:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionPool", "HttpConnection", "Request"]
 
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _MAX_HEADERS = 100
 _MAX_ID_LENGTH = 200
 #: While draining, idle keep-alive connections are closed after this many idle seconds.
@@ -50,7 +49,6 @@ class Request:
         "keep_alive",
         "method",
         "path",
-        "query",
         "request_id",
         "started",
         "trace_id",
@@ -59,7 +57,6 @@ class Request:
     def __init__(self) -> None:
         self.method = ""
         self.path = ""
-        self.query = ""
         self.body = b""
         self.content_type: bytes | None = None
         self.request_id = ""
@@ -111,10 +108,6 @@ class ConnectionPool:
         for conn in list(self.connections):
             if conn.idle() and conn.last_active < limit:
                 conn.close()
-
-    @property
-    def busy(self) -> int:
-        return sum(1 for conn in self.connections if not conn.idle())
 
 
 class HttpConnection(asyncio.Protocol):
@@ -216,9 +209,7 @@ class HttpConnection(asyncio.Protocol):
             return
         url = self.url
         if b"?" in url or b"%" in url or not url.startswith(b"/"):
-            parsed = httptools.parse_url(url)
-            request.path = parsed.path.decode("utf-8", "replace")
-            request.query = parsed.query.decode("utf-8", "replace") if parsed.query else ""
+            request.path = httptools.parse_url(url).path.decode("utf-8", "replace")
         else:
             request.path = url.decode("utf-8", "replace")
         method = self.parser.get_method()
@@ -338,8 +329,3 @@ def _trace_id(value: bytes) -> str | None:
     if trace == b"0" * 32 or trace.lower() != trace:
         return None
     return trace.decode()
-
-
-def reason(status: int) -> str:
-    """The reason phrase of an HTTP status."""
-    return _REASONS.get(status, b"Unknown").decode()

@@ -99,9 +99,8 @@ class Router:
         self.metrics.inflight_now += 1
         path = request.path
         try:
-            if path == "/infer" and request.method == "POST":  # the hot path, first
-                payload = self._json_body(request)
-                self.run(conn, request, self.dataplane.plan_infer(payload, request.request_id))
+            if path == "/infer" and request.method == "POST":
+                self.infer(conn, request)  # the hot path, before the table lookup
                 return
             methods = self.static.get(path)
             if methods is not None:
