@@ -172,6 +172,24 @@ def test_a_body_over_max_body_bytes_is_refused_with_413(
         assert json.loads(answer)["output"] == 2.0
 
 
+@pytest.mark.parametrize(("extra_headers", "status"), [(97, 200), (98, 431)])
+def test_more_than_100_header_fields_is_a_431(
+    main_service: RunningService, extra_headers: int, status: int
+) -> None:
+    body = json.dumps({"model_id": "fast", "features": {"x": 1}}).encode()
+    fields = "".join(f"X-Extra-{i}: {i}\r\n" for i in range(extra_headers))
+    request = (
+        "POST /infer HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n{fields}\r\n"
+    )  # 3 fields above + the extra ones
+
+    got, _, answer = raw_exchange(main_service.url, request, [body])
+
+    assert got == status, answer
+    if status == 431:
+        assert json.loads(answer) == {"error": "more than 100 header fields"}
+
+
 @pytest.mark.parametrize("model", ["exploding", "exploding_threaded"])
 def test_a_predict_that_raises_is_a_500_without_traceback_and_the_log_has_it(
     main_service: RunningService, model: str
