@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import traceback
 from contextvars import ContextVar
+from time import sleep, time
 from typing import IO, Any
 
 import orjson
@@ -76,7 +76,7 @@ class AccessLog:
         self.max_buffer = max_buffer
         self.buffer = bytearray()
         self._paths: dict[str, bytes] = {}
-        self._ts_at = 0.0
+        self._ts_until = 0.0
         self._ts = b"0"
 
     def request(
@@ -86,28 +86,24 @@ class AccessLog:
         path: str,
         status: int,
         seconds: float,
-        model: str | None,
-        version: int | None,
         trace_id: str | None,
+        model: str | None = None,
+        version: int | None = None,
     ) -> None:
         """Queue the access line of one request.
 
         Formatted with ``%`` instead of a dict and a JSON encoder: it runs once per request.
-        Model names are registry names and trace ids are hex, so only the request id and the
-        path can need JSON escaping.
+        Model names are registry names, trace ids are hex and request ids are checked by the
+        protocol (visible ASCII, no quote or backslash), so only the path can need escaping.
         """
-        encoded_path = self._paths.get(path)
-        if encoded_path is None:
-            encoded_path = orjson.dumps(path)
-            if len(self._paths) < _PATH_CACHE:
-                self._paths[path] = encoded_path
-        now = time.time()
-        if now - self._ts_at >= 0.001:  # formatting a float costs more than the rest
-            self._ts_at = now
+        encoded_path = self._paths.get(path) or self._path(path)
+        now = time()
+        if now >= self._ts_until:  # formatting a float costs more than the rest
+            self._ts_until = now + 0.001
             self._ts = b"%.3f" % now
-        line = _ACCESS % (
+        self.buffer += _ACCESS % (
             self._ts,
-            request_id.encode() if request_id.isalnum() else orjson.dumps(request_id)[1:-1],
+            request_id.encode(),
             method.encode(),
             encoded_path,
             status,
@@ -115,9 +111,14 @@ class AccessLog:
             b"" if model is None else _MODEL % (model.encode(), version),
             b"" if trace_id is None else _TRACE % trace_id.encode(),
         )
-        self.buffer += line
         if len(self.buffer) >= self.max_buffer:
             self.flush()
+
+    def _path(self, path: str) -> bytes:
+        encoded = orjson.dumps(path)
+        if len(self._paths) < _PATH_CACHE:
+            self._paths[path] = encoded
+        return encoded
 
     def flush(self) -> None:
         """Write out every queued line."""
@@ -129,7 +130,7 @@ class AccessLog:
             try:
                 written = os.write(self.fd, view)
             except BlockingIOError:
-                time.sleep(0.001)
+                sleep(0.001)
                 continue
             except OSError:
                 return  # stdout closed: nothing sensible left to do with the lines

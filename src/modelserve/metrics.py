@@ -29,38 +29,65 @@ LATENCY_BUCKETS = (
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
-class _Histogram:
-    """Bucket counts and a sum, kept in plain Python between flushes."""
-
-    __slots__ = ("counts", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.total = 0.0
+_NO_COUNTS = (0,) * (len(LATENCY_BUCKETS) + 1)
 
 
 class ModelStats:
-    """What the request path counts for one model version between two flushes."""
+    """What the request path counts for one model version between two flushes.
 
-    __slots__ = ("labels", "predict", "request", "statuses")
+    Plain attributes and lists, updated in place: :meth:`observe` runs once per request.
+    ``request_counts`` and ``predict_counts`` hold one count per latency bucket (the last one
+    for everything above the largest bucket), not cumulative.
+    """
+
+    __slots__ = (
+        "labels",
+        "ok",
+        "predict_counts",
+        "predict_sum",
+        "request_counts",
+        "request_sum",
+        "statuses",
+    )
 
     def __init__(self, model: str, version: str) -> None:
         self.labels = (model, version)
+        self.ok = 0  # answers with status 200; the other statuses are counted in `statuses`
         self.statuses: dict[int, int] = {}
-        self.request = _Histogram()
-        self.predict = _Histogram()
+        self.request_counts = list(_NO_COUNTS)
+        self.request_sum = 0.0
+        self.predict_counts = list(_NO_COUNTS)
+        self.predict_sum = 0.0
 
     def observe(self, status: int, seconds: float, predict_seconds: float | None) -> None:
-        """Count one answered request (the hot path: plain dict and list updates only)."""
-        statuses = self.statuses
-        statuses[status] = statuses.get(status, 0) + 1
-        hist = self.request
-        hist.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        hist.total += seconds
+        """Count one answered request."""
+        if status == 200:
+            self.ok += 1
+        else:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.request_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.request_sum += seconds
         if predict_seconds is not None:
-            hist = self.predict
-            hist.counts[bisect_left(LATENCY_BUCKETS, predict_seconds)] += 1
-            hist.total += predict_seconds
+            self.predict_counts[bisect_left(LATENCY_BUCKETS, predict_seconds)] += 1
+            self.predict_sum += predict_seconds
+
+    def take(self) -> tuple[dict[int, int], list[int], float, list[int], float]:
+        """Everything counted since the last call (statuses, request and predict buckets and
+        sums), and start again from zero."""
+        statuses, self.statuses = self.statuses, {}
+        if self.ok:
+            statuses[200] = statuses.get(200, 0) + self.ok
+            self.ok = 0
+        taken = (
+            statuses,
+            self.request_counts,
+            self.request_sum,
+            self.predict_counts,
+            self.predict_sum,
+        )
+        self.request_counts, self.request_sum = list(_NO_COUNTS), 0.0
+        self.predict_counts, self.predict_sum = list(_NO_COUNTS), 0.0
+        return taken
 
 
 class Metrics:
@@ -138,15 +165,17 @@ class Metrics:
     def flush(self) -> None:
         """Move what the request path counted into prometheus_client's store."""
         for stats in self._stats.values():
-            statuses, stats.statuses = stats.statuses, {}
-            request, stats.request = stats.request, _Histogram()
-            predict, stats.predict = stats.predict, _Histogram()
+            statuses, request_counts, request_sum, predict_counts, predict_sum = stats.take()
             for status, n in statuses.items():
                 self.requests.labels(*stats.labels, str(status)).inc(n)
-            if request.total or any(request.counts):
-                _add_to_histogram(self.request_seconds.labels(*stats.labels), request)
-            if predict.total or any(predict.counts):
-                _add_to_histogram(self.predict_seconds.labels(*stats.labels), predict)
+            if request_sum or any(request_counts):
+                _add_to_histogram(
+                    self.request_seconds.labels(*stats.labels), request_counts, request_sum
+                )
+            if predict_sum or any(predict_counts):
+                _add_to_histogram(
+                    self.predict_seconds.labels(*stats.labels), predict_counts, predict_sum
+                )
         self.in_flight.set(self.inflight_now)
 
     def exposition(self) -> tuple[bytes, str]:
@@ -162,14 +191,14 @@ class Metrics:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def _add_to_histogram(child: Any, hist: _Histogram) -> None:
+def _add_to_histogram(child: Any, counts: list[int], total: float) -> None:
     # prometheus_client's Histogram has no bulk update; observe() per request is what costs.
     # Its children keep one value per bucket (non-cumulative) and a sum: add to those.
-    # tests/server/test_metrics.py checks the exposition against observe() for the same data.
-    for index, n in enumerate(hist.counts):
+    # tests/server/test_serve_metrics.py checks the exposition against the requests made.
+    for index, n in enumerate(counts):
         if n:
             child._buckets[index].inc(n)
-    child._sum.inc(hist.total)
+    child._sum.inc(total)
 
 
 def mark_process_dead(multiprocess_dir: str, pid: int) -> None:

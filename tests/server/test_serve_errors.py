@@ -253,6 +253,10 @@ def test_a_given_x_request_id_is_echoed_in_the_header_the_body_and_the_log_line(
         pytest.param(None, id="missing"),
         pytest.param("", id="empty"),
         pytest.param("x" * 201, id="over-200-characters"),
+        # ids go into JSON bodies and log lines as they are: no character that needs escaping
+        pytest.param('abc"def', id="quote"),
+        pytest.param("abc\\def", id="backslash"),
+        pytest.param("abc def", id="space"),
     ],
 )
 def test_a_request_id_is_generated_when_none_usable_is_given(

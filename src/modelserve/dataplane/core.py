@@ -11,7 +11,8 @@ checks keep answering while a long prediction runs.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from modelserve.dataplane import oip
@@ -32,21 +33,26 @@ SLOW_STREAK = 5
 
 
 class Call:
-    """One planned prediction; :meth:`DataPlane.execute` runs it."""
+    """One planned prediction: ``call.runner(call)`` runs it (see :meth:`DataPlane.execute`)."""
 
-    __slots__ = ("argument", "inline", "kind", "predict_seconds", "request_id", "resident")
+    __slots__ = ("argument", "inline", "predict_seconds", "request_id", "resident", "runner")
 
-    def __init__(self, resident: ResidentModel, kind: int, argument: Any, request_id: str) -> None:
+    def __init__(
+        self,
+        resident: ResidentModel,
+        runner: Callable[[Call], dict[str, Any]],
+        argument: Any,
+        request_id: str,
+    ) -> None:
         self.resident = resident
-        self.kind = kind
+        self.runner = runner
         self.argument = argument
         self.request_id = request_id
         self.inline = resident.inline
         self.predict_seconds: float | None = None
 
 
-# Call kinds: what execute() does with the argument.
-_FEATURES, _INSTANCES, _OIP = 0, 1, 2
+_MISSING = object()
 
 
 class DataPlane:
@@ -54,6 +60,8 @@ class DataPlane:
 
     def __init__(self, host: ModelHost, *, inline_predict_ms: float = 2.0) -> None:
         self.host = host
+        #: name -> resident version: the host's own dict, updated in place as models load
+        self.resident = host.resident
         self.inline_limit = inline_predict_ms / 1000.0
         self.draining = False
 
@@ -68,6 +76,18 @@ class DataPlane:
 
     def plan_infer(self, payload: Any, request_id: str) -> Call:
         """Validate ``{"model_id", "features" | "instances", "version"?}`` and pick the model."""
+        # The common request, {"model_id": <served model>, "features": ...}, in few steps;
+        # everything else (and every error) takes the full path below.
+        if type(payload) is dict and len(payload) == 2:
+            model_id = payload.get("model_id")
+            if type(model_id) is str:
+                resident = self.resident.get(model_id)
+                features = payload.get("features", _MISSING)
+                if resident is not None and features is not _MISSING:
+                    return Call(resident, self._predict_one, features, request_id)
+        return self._plan_infer(payload, request_id)
+
+    def _plan_infer(self, payload: Any, request_id: str) -> Call:
         if type(payload) is not dict:
             raise InvalidRequestError("body: expected a JSON object")
         model_id = payload.get("model_id")
@@ -75,27 +95,21 @@ class DataPlane:
             raise InvalidRequestError(
                 "model_id: required string" if model_id is None else "model_id: must be a string"
             )
-        resident = self.host.resident.get(model_id)
-        if resident is None or "version" in payload:
-            resident = self._resident(model_id, payload.get("version"))
+        resident = self._resident(model_id, payload.get("version"))
         if "features" in payload:
             if "instances" in payload:
                 raise InvalidRequestError("features, instances: send one of them, not both")
-            return Call(resident, _FEATURES, payload["features"], request_id)
+            return Call(resident, self._predict_one, payload["features"], request_id)
         instances = payload.get("instances")
         if instances is None:
             raise InvalidRequestError("features: required (or 'instances': a list)")
         if type(instances) is not list:
             raise InvalidRequestError("instances: must be a list")
-        return Call(resident, _INSTANCES, instances, request_id)
+        return Call(resident, self._predict_many, instances, request_id)
 
     def execute(self, call: Call) -> dict[str, Any]:
         """Run a planned call: the response dict, or a RequestError (PredictError)."""
-        if call.kind == _FEATURES:
-            return self._predict_one(call, call.argument, call.request_id)
-        if call.kind == _INSTANCES:
-            return self._predict_many(call, call.argument, call.request_id)
-        return self._predict_oip(call, call.argument)
+        return call.runner(call)
 
     def _resident(self, name: str, version: Any) -> ResidentModel:
         resident = self.host.resident.get(name)
@@ -113,41 +127,41 @@ class DataPlane:
             )
         return resident
 
-    def _predict_one(self, call: Call, features: Any, request_id: str) -> dict[str, Any]:
+    def _predict_one(self, call: Call) -> dict[str, Any]:
         resident = call.resident
-        started = time.perf_counter()
+        started = perf_counter()
         try:
-            output = resident.model.predict(features)
+            output = resident.model.predict(call.argument)
         except Exception as exc:
+            call.predict_seconds = perf_counter() - started
             raise self._predict_failed(resident, exc) from exc
-        finally:
-            call.predict_seconds = elapsed = time.perf_counter() - started
-            if elapsed > self.inline_limit:
-                self._slow_call(call, elapsed)
-            elif resident.slow_streak:
-                resident.slow_streak = 0
+        elapsed = call.predict_seconds = perf_counter() - started
+        if elapsed > self.inline_limit:
+            self._slow_call(call, elapsed)
+        elif resident.slow_streak:
+            resident.slow_streak = 0
         return {
             "model_id": resident.name,
             "model_version": resident.version,
             "output": output,
-            "request_id": request_id,
+            "request_id": call.request_id,
         }
 
-    def _predict_many(self, call: Call, instances: list[Any], request_id: str) -> dict[str, Any]:
+    def _predict_many(self, call: Call) -> dict[str, Any]:
         resident = call.resident
-        outputs = self._predict_rows(call, instances)
+        outputs = self._predict_rows(call, call.argument)
         return {
             "model_id": resident.name,
             "model_version": resident.version,
             "outputs": outputs,
-            "request_id": request_id,
+            "request_id": call.request_id,
         }
 
     def _predict_rows(self, call: Call, rows: list[Any]) -> list[Any]:
         resident = call.resident
         model = resident.model
         batch = getattr(model, "predict_batch", None)
-        started = time.perf_counter()
+        started = perf_counter()
         try:
             if batch is not None:
                 outputs = list(batch(rows))
@@ -160,7 +174,7 @@ class DataPlane:
         except Exception as exc:
             raise self._predict_failed(resident, exc) from exc
         finally:
-            call.predict_seconds = elapsed = time.perf_counter() - started
+            call.predict_seconds = elapsed = perf_counter() - started
             per_row = elapsed / max(len(rows), 1)
             if per_row > self.inline_limit:
                 self._slow_call(call, per_row)
@@ -237,20 +251,21 @@ class DataPlane:
         """Decode an OIP inference request for the model and plan its prediction."""
         resident = self.model_for_v2(name, version)
         decoded = oip.decode_infer_request(payload, resident.model_cls)
-        return Call(resident, _OIP, decoded, decoded.id or "")
+        return Call(resident, self._predict_oip, decoded, decoded.id or "")
 
-    def _predict_oip(self, call: Call, decoded: oip.DecodedRequest) -> dict[str, Any]:
+    def _predict_oip(self, call: Call) -> dict[str, Any]:
         resident = call.resident
+        decoded: oip.DecodedRequest = call.argument
         if decoded.rows is not None:
             output: Any = self._predict_rows(call, decoded.rows)
         else:
-            started = time.perf_counter()
+            started = perf_counter()
             try:
                 output = resident.model.predict(decoded.value)
             except Exception as exc:
                 raise self._predict_failed(resident, exc) from exc
             finally:
-                call.predict_seconds = time.perf_counter() - started
+                call.predict_seconds = perf_counter() - started
         return oip.encode_infer_response(
             output,
             resident.model_cls,

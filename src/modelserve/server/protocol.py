@@ -10,11 +10,16 @@ connections open for the keep-alive timeout. What a request means is the router'
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING
 
 import httptools
@@ -36,6 +41,8 @@ _STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\ncontent-type: " % (status.value, status.phrase.encode())
     for status in HTTPStatus
 }
+_RESPONSE = b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n%s"
+_PATH_CACHE = 256
 # After a 413 the rest of the body is read and dropped, up to this many times the limit.
 _DISCARD_FACTOR = 16
 
@@ -54,15 +61,26 @@ class Request:
         "trace_id",
     )
 
-    def __init__(self) -> None:
-        self.method = ""
-        self.path = ""
-        self.body = b""
-        self.content_type: bytes | None = None
-        self.request_id = ""
-        self.trace_id: str | None = None
-        self.keep_alive = True
-        self.started = 0.0
+    def __init__(
+        self,
+        method: str = "",
+        path: str = "",
+        body: bytes = b"",
+        content_type: bytes | None = None,
+        request_id: str = "",
+        trace_id: str | None = None,
+        keep_alive: bool = True,
+        started: float = 0.0,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.body = body
+        self.content_type = content_type
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.keep_alive = keep_alive
+        #: ``perf_counter()`` when the request was complete (latency counts from here).
+        self.started = started
 
 
 class ConnectionPool:
@@ -74,19 +92,31 @@ class ConnectionPool:
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[HttpConnection] = set()
         self.draining = False
-        self._id_prefix = os.urandom(6).hex()
-        self._id_counter = 0
+        #: A worker-unique request id: a random prefix per worker and a counter. (``next`` on
+        #: a ``map`` over a counter makes one without running a Python frame.)
+        self.new_request_id: Callable[[], str] = partial(
+            next, map((os.urandom(6).hex() + "{}").format, itertools.count(1))
+        )
+        #: Request targets seen before and their paths (bounded: callers choose them).
+        self.paths: dict[bytes, str] = {}
         self.date_header = b""
         self.refresh_date()
+
+    def path_of(self, url: bytes) -> str:
+        """The path of a request target (the query dropped); plain ones are remembered."""
+        # bytes.find, not `in`: `x in bytes` first tries x as an int and raises inside
+        if url.find(b"?") < 0 and url.find(b"%") < 0 and url.startswith(b"/"):
+            path = url.decode("utf-8", "replace")
+            if len(self.paths) < _PATH_CACHE:
+                self.paths[url] = path
+            return path
+        with contextlib.suppress(httptools.HttpParserInvalidURLError):  # then: unknown path
+            url = httptools.parse_url(url).path or b""
+        return url.decode("utf-8", "replace")
 
     def refresh_date(self) -> None:
         """Recompute the ``date`` header (called once a second)."""
         self.date_header = b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
-
-    def new_request_id(self) -> str:
-        """A worker-unique id: a random prefix per worker and a counter."""
-        self._id_counter += 1
-        return self._id_prefix + str(self._id_counter)
 
     def sweep(self, now: float) -> None:
         """Close connections idle for longer than the keep-alive timeout."""
@@ -111,21 +141,31 @@ class ConnectionPool:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection."""
+    """One client connection.
+
+    The parser's callbacks run once per request each, so they do as little as they can: the
+    message's fields are kept on the connection while it arrives and become a
+    :class:`Request` when it is complete. (httptools skips a callback the protocol does not
+    define; there is no ``on_message_begin`` or ``on_headers_complete`` here for that reason.)
+    """
 
     __slots__ = (
         "body",
-        "body_size",
         "busy",
+        "content_type",
+        "dropped",
         "header_count",
         "in_message",
         "last_active",
+        "max_body",
         "parser",
+        "paths",
         "pending",
         "pool",
         "rejected",
-        "request",
+        "request_id",
         "router",
+        "trace_id",
         "transport",
         "url",
     )
@@ -133,17 +173,23 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.router = pool.router
+        self.paths = pool.paths
+        self.max_body = pool.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.url = b""
-        self.request: Request | None = None
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.header_count = 0
-        self.rejected = False
-        self.pending: deque[Request] = deque()
-        self.busy = False  # a request of this connection is running in a thread
+        # the message being received
         self.in_message = False
+        self.url = b""
+        self.content_type: bytes | None = None
+        self.request_id = ""
+        self.trace_id: str | None = None
+        self.header_count = 0
+        self.body: bytes | bytearray = b""
+        self.rejected = False
+        self.dropped = 0  # body bytes read and dropped after a refusal
+        # requests received while an earlier one runs in a thread
+        self.pending: deque[Request] = deque()
+        self.busy = False
         self.last_active = time.monotonic()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -170,78 +216,96 @@ class HttpConnection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.in_message = True
-        self.url = b""
-        self.body_size = 0
-        self.header_count = 0
-        request = self.request = Request()
-        request.started = time.perf_counter()
-
     def on_url(self, url: bytes) -> None:
+        self.in_message = True
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self.request
-        if request is None or self.rejected:
-            return
         self.header_count += 1
-        if self.header_count > _MAX_HEADERS:
-            self.reject(431, f"more than {_MAX_HEADERS} header fields")
-            return
         if len(name) not in _WANTED_LENGTHS:  # most headers: one len() and a set lookup
+            if self.header_count > _MAX_HEADERS:
+                self._header(b"", value)
             return
         name = name.lower()
-        if name == b"content-type":
-            request.content_type = value
-        elif name == b"x-request-id":
-            # visible ASCII only: the id goes back out in a header and into every log line
-            if 0 < len(value) <= _MAX_ID_LENGTH and value.isascii() and min(value) > 32:
-                request.request_id = value.decode()
-        elif name == b"traceparent":
-            request.trace_id = _trace_id(value)
-        elif name == b"content-length" and value.isdigit() and int(value) > self.pool.max_body:
-            self.reject(413, f"body is over the limit of {self.pool.max_body} bytes")
-
-    def on_headers_complete(self) -> None:
-        request = self.request
-        if request is None or self.rejected:
-            return
-        url = self.url
-        if b"?" in url or b"%" in url or not url.startswith(b"/"):
-            request.path = httptools.parse_url(url).path.decode("utf-8", "replace")
+        if name == b"content-type" and self.header_count <= _MAX_HEADERS:
+            self.content_type = value
         else:
-            request.path = url.decode("utf-8", "replace")
-        method = self.parser.get_method()
-        request.method = _METHODS.get(method) or method.decode("ascii", "replace")
-        if not request.request_id:
-            request.request_id = self.pool.new_request_id()
+            self._header(name, value)
+
+    def _header(self, name: bytes, value: bytes) -> None:
+        if self.rejected:
+            return
+        if self.header_count > _MAX_HEADERS:
+            self.reject(431, f"more than {_MAX_HEADERS} header fields")
+        elif name == b"content-length":
+            if value.isdigit() and int(value) > self.max_body:
+                self.reject(413, f"body is over the limit of {self.max_body} bytes")
+        elif name == b"x-request-id":
+            # visible ASCII without quote or backslash: the id goes back out in a header and
+            # into JSON (log lines, bodies) as it is
+            if (
+                0 < len(value) <= _MAX_ID_LENGTH
+                and value.isascii()
+                and min(value) > 32
+                and value.find(b'"') < 0
+                and value.find(b"\\") < 0
+            ):
+                self.request_id = value.decode()
+        elif name == b"traceparent":
+            self.trace_id = _trace_id(value)
 
     def on_body(self, body: bytes) -> None:
-        self.body_size += len(body)
-        if self.rejected:
-            if self.body_size > self.pool.max_body * _DISCARD_FACTOR:
+        if self.body or self.rejected or len(body) > self.max_body:
+            self._more_body(body)
+        else:
+            self.body = body
+
+    def _more_body(self, body: bytes) -> None:
+        # a body in several pieces, or over the limit, or of a request already refused
+        if self.rejected:  # read and dropped, up to a point
+            self.dropped += len(body)
+            if self.dropped > self.max_body * _DISCARD_FACTOR:
                 self.close()
-            return
-        if self.body_size > self.pool.max_body:
-            self.reject(413, f"body is over the limit of {self.pool.max_body} bytes")
-            return
-        self.body.append(body)
+        elif len(self.body) + len(body) > self.max_body:
+            self.reject(413, f"body is over the limit of {self.max_body} bytes")
+        else:
+            if type(self.body) is bytes:
+                self.body = bytearray(self.body)
+            self.body += body
 
     def on_message_complete(self) -> None:
-        self.in_message = False
-        request = self.request
-        self.request = None
-        if self.rejected or request is None:
+        if self.rejected:
             self.close()
             return
-        request.body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
-        self.body = []
-        request.keep_alive = self.parser.should_keep_alive()
+        request = self._take_request()
         if self.busy or self.pending:
             self.pending.append(request)
             return
         self.router.dispatch(self, request)
+
+    def _take_request(self) -> Request:
+        """The message received so far as a :class:`Request`; resets for the next one."""
+        parser = self.parser
+        url = self.url
+        method = parser.get_method()
+        body = self.body
+        request = Request(
+            _METHODS.get(method) or method.decode("ascii", "replace"),
+            self.paths.get(url) or self.pool.path_of(url),
+            body if type(body) is bytes else bytes(body),
+            self.content_type,
+            self.request_id or self.pool.new_request_id(),
+            self.trace_id,
+            parser.should_keep_alive(),
+            perf_counter(),
+        )
+        self.url = self.body = b""
+        self.in_message = False
+        if self.header_count:
+            self.content_type = self.trace_id = None
+            self.request_id = ""
+            self.header_count = 0
+        return request
 
     # -- answering ------------------------------------------------------------------------
 
@@ -250,15 +314,10 @@ class HttpConnection(asyncio.Protocol):
         if self.rejected:
             return
         self.rejected = True
-        request = self.request or Request()
+        request = self._take_request()
         request.keep_alive = False
-        if not request.request_id:
-            request.request_id = self.pool.new_request_id()
-        if not request.started:
-            request.started = time.perf_counter()
+        self.in_message = True  # the rest of the message is read and dropped
         self.router.reject(self, request, status, message)
-        if not self.in_message:
-            self.close()
 
     def write_response(
         self,
@@ -267,14 +326,14 @@ class HttpConnection(asyncio.Protocol):
         body: bytes,
         content_type: bytes = b"application/json",
         extra_headers: bytes = b"",
-    ) -> bool:
-        """Send one response; returns whether the connection stays open."""
+    ) -> None:
+        """Send one response (and close the connection if it is not kept alive)."""
         transport = self.transport
-        keep_alive = request.keep_alive and not self.pool.draining and not self.rejected
         if transport is None:
-            return False
+            return
+        keep_alive = request.keep_alive and not self.pool.draining
         transport.write(
-            b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n%s"
+            _RESPONSE
             % (
                 _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
                 content_type,
@@ -286,10 +345,9 @@ class HttpConnection(asyncio.Protocol):
                 body,
             )
         )
-        self.last_active = time.monotonic()
+        self.last_active = monotonic()
         if not keep_alive and not self.rejected:
             self.close()
-        return keep_alive
 
     def begin_background(self) -> None:
         """A request of this connection now runs in a thread: hold later ones back."""

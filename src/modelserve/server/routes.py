@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from time import perf_counter
 from typing import Any
 
 import orjson
+from orjson import dumps, loads
 
 from modelserve.dataplane.core import Call, DataPlane
 from modelserve.errors import (
@@ -26,7 +27,6 @@ from modelserve.errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
-from modelserve.host import ResidentModel
 from modelserve.logs import AccessLog, request_id_var
 from modelserve.metrics import Metrics
 from modelserve.server.openapi import openapi_document
@@ -51,7 +51,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_json_default, option=_DUMP_OPTIONS)
+    return dumps(value, default=_json_default, option=_DUMP_OPTIONS)
 
 
 class Router:
@@ -89,8 +89,8 @@ class Router:
         }
         self._openapi: bytes | None = None
         self.served = 0
-        self._limit = 0
-        self._at_limit: Callable[[], None] | None = None
+        self._limit = -1
+        self._at_limit: Callable[[], None] = _nothing
 
     # -- entry points from the connection --------------------------------------------------
 
@@ -122,8 +122,8 @@ class Router:
 
     def on_limit(self, limit: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, right after the ``limit``-th answer (0: never)."""
-        self._limit = limit
-        self._at_limit = callback if limit else None
+        self._limit = limit or -1
+        self._at_limit = callback
 
     # -- answering ----------------------------------------------------------------------------
 
@@ -138,29 +138,33 @@ class Router:
         call: Call | None = None,
     ) -> None:
         conn.write_response(request, status, body, content_type, extra_headers)
-        seconds = time.perf_counter() - request.started
-        self.served += 1
-        if self.served == self._limit and self._at_limit is not None:
-            self._at_limit()
+        seconds = perf_counter() - request.started
         self.metrics.inflight_now -= 1
-        resident: ResidentModel | None = None
+        self.served += 1
+        if self.served == self._limit:
+            self._at_limit()
         if call is not None:
             resident = call.resident
             if resident.stats is not None:
                 resident.stats.observe(status, seconds, call.predict_seconds)
-        elif request.path.endswith("/infer"):
+            if self.access_log is not None:
+                self.access_log.request(
+                    request.request_id,
+                    request.method,
+                    request.path,
+                    status,
+                    seconds,
+                    request.trace_id,
+                    resident.name,
+                    resident.version,
+                )
+            return
+        if request.path.endswith("/infer"):
             # refused before a model was chosen: counted without a caller-chosen label value
             self.metrics.unrouted.observe(status, seconds, None)
         if self.access_log is not None:
             self.access_log.request(
-                request.request_id,
-                request.method,
-                request.path,
-                status,
-                seconds,
-                resident.name if resident is not None else None,
-                resident.version if resident is not None else None,
-                request.trace_id,
+                request.request_id, request.method, request.path, status, seconds, request.trace_id
             )
 
     def fail(
@@ -174,12 +178,10 @@ class Router:
 
     def run(self, conn: HttpConnection, request: Request, call: Call) -> None:
         """Run a planned prediction inline or in the thread pool, then answer it."""
-        execute = self.dataplane.execute
         if call.inline:
             token = request_id_var.set(request.request_id)
             try:
-                result = execute(call)
-                body = orjson.dumps(result, default=_json_default, option=_DUMP_OPTIONS)
+                body = dumps(call.runner(call), default=_json_default, option=_DUMP_OPTIONS)
             except RequestError as exc:
                 self.fail(conn, request, exc, call)
                 return
@@ -193,7 +195,7 @@ class Router:
         conn.begin_background()
         context = contextvars.copy_context()
         context.run(request_id_var.set, request.request_id)
-        future = self.executor.submit(context.run, execute, call)
+        future = self.executor.submit(context.run, self.dataplane.execute, call)
         loop = self.loop
         assert loop is not None
         future.add_done_callback(
@@ -300,12 +302,16 @@ class Router:
                     f"content-type {media.decode(errors='replace')!r} not supported; "
                     "send application/json"
                 )
-        if not request.body:
-            raise InvalidRequestError("body: empty; expected a JSON object")
         try:
-            return orjson.loads(request.body)
+            return loads(request.body)
         except orjson.JSONDecodeError as exc:
+            if not request.body:
+                raise InvalidRequestError("body: empty; expected a JSON object") from None
             raise InvalidRequestError(f"body: malformed JSON: {exc}") from None
+
+
+def _nothing() -> None:
+    pass
 
 
 class _NotFound(RequestError):
