@@ -319,3 +319,35 @@ def test_every_line_the_service_writes_is_a_json_object(main_service: RunningSer
     assert all(isinstance(entry, dict) and "event" in entry for entry in parsed)
     assert {"ts", "level", "logger"} <= set(parsed[0])
     assert request_lines(main_service)
+
+
+def test_pipelined_requests_are_answered_in_order(main_service: RunningService) -> None:
+    """Three requests in one write: a slow one in the thread pool, then two inline ones
+    (with a query string); the answers come back in the order the requests were sent."""
+
+    def request(body: dict[str, Any], path: str = "/infer", close: bool = False) -> bytes:
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n{'Connection: close' if close else 'X-A: b'}\r\n\r\n"
+        )
+        return head.encode() + data
+
+    pipelined = (
+        request({"model_id": "sleepy", "features": {"sleep": 0.3}})
+        + request({"model_id": "fast", "features": {"x": 1}}, "/infer?trace=1")
+        + request({"model_id": "fast", "features": {"x": 5}}, close=True)
+    )
+    parts = urlsplit(main_service.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(pipelined)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+
+    bodies = [
+        json.loads(piece.split(b"\r\n\r\n", 1)[1])
+        for piece in received.split(b"HTTP/1.1 ")[1:]
+    ]
+    assert [b["output"] for b in bodies] == [0.3, 2.0, 10.0]
+    assert received.count(b"HTTP/1.1 200 OK") == 3
