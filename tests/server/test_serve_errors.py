@@ -346,8 +346,7 @@ def test_pipelined_requests_are_answered_in_order(main_service: RunningService) 
             received += data
 
     bodies = [
-        json.loads(piece.split(b"\r\n\r\n", 1)[1])
-        for piece in received.split(b"HTTP/1.1 ")[1:]
+        json.loads(piece.split(b"\r\n\r\n", 1)[1]) for piece in received.split(b"HTTP/1.1 ")[1:]
     ]
     assert [b["output"] for b in bodies] == [0.3, 2.0, 10.0]
     assert received.count(b"HTTP/1.1 200 OK") == 3
