@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
@@ -190,7 +189,7 @@ class HttpConnection(asyncio.Protocol):
         # requests received while an earlier one runs in a thread
         self.pending: deque[Request] = deque()
         self.busy = False
-        self.last_active = time.monotonic()
+        self.last_active = monotonic()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -331,7 +330,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        keep_alive = request.keep_alive and not self.pool.draining
+        keep_alive = request.keep_alive and not self.pool.draining and not self.rejected
         transport.write(
             _RESPONSE
             % (
