@@ -65,7 +65,7 @@ _ACCESS = (
 )
 _MODEL = b',"model":"%s","version":%d'
 _TRACE = b',"trace_id":"%s"'
-_PATH_CACHE = 256  # distinct paths whose JSON form is kept (callers choose paths: bounded)
+_CACHE_LIMIT = 256  # encoded paths (chosen by callers) and model fields kept, at most
 
 
 class AccessLog:
@@ -76,6 +76,7 @@ class AccessLog:
         self.max_buffer = max_buffer
         self.buffer = bytearray()
         self._paths: dict[str, bytes] = {}
+        self._models: dict[tuple[str, int | None], bytes] = {}
         self._ts_until = 0.0
         self._ts = b"0"
 
@@ -97,6 +98,9 @@ class AccessLog:
         protocol (visible ASCII, no quote or backslash), so only the path can need escaping.
         """
         encoded_path = self._paths.get(path) or self._path(path)
+        model_fields = b""
+        if model is not None:
+            model_fields = self._models.get((model, version)) or self._model(model, version)
         now = time()
         if now >= self._ts_until:  # formatting a float costs more than the rest
             self._ts_until = now + 0.001
@@ -108,15 +112,21 @@ class AccessLog:
             encoded_path,
             status,
             seconds * 1000.0,
-            b"" if model is None else _MODEL % (model.encode(), version),
+            model_fields,
             b"" if trace_id is None else _TRACE % trace_id.encode(),
         )
         if len(self.buffer) >= self.max_buffer:
             self.flush()
 
+    def _model(self, model: str, version: int | None) -> bytes:
+        encoded = _MODEL % (model.encode(), version)
+        if len(self._models) < _CACHE_LIMIT:
+            self._models[(model, version)] = encoded
+        return encoded
+
     def _path(self, path: str) -> bytes:
         encoded = orjson.dumps(path)
-        if len(self._paths) < _PATH_CACHE:
+        if len(self._paths) < _CACHE_LIMIT:
             self._paths[path] = encoded
         return encoded
 

@@ -33,7 +33,12 @@ SLOW_STREAK = 5
 
 
 class Call:
-    """One planned prediction: ``call.runner(call)`` runs it (see :meth:`DataPlane.execute`)."""
+    """One planned prediction.
+
+    ``call.runner(call)`` runs it and returns the response dict or raises a
+    :class:`~modelserve.errors.RequestError` (a :class:`~modelserve.errors.PredictError` when
+    ``predict`` fails); the caller chooses the thread.
+    """
 
     __slots__ = ("argument", "inline", "predict_seconds", "request_id", "resident", "runner")
 
@@ -106,10 +111,6 @@ class DataPlane:
         if type(instances) is not list:
             raise InvalidRequestError("instances: must be a list")
         return Call(resident, self._predict_many, instances, request_id)
-
-    def execute(self, call: Call) -> dict[str, Any]:
-        """Run a planned call: the response dict, or a RequestError (PredictError)."""
-        return call.runner(call)
 
     def _resident(self, name: str, version: Any) -> ResidentModel:
         resident = self.host.resident.get(name)

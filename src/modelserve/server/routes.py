@@ -195,7 +195,7 @@ class Router:
         conn.begin_background()
         context = contextvars.copy_context()
         context.run(request_id_var.set, request.request_id)
-        future = self.executor.submit(context.run, self.dataplane.execute, call)
+        future = self.executor.submit(context.run, call.runner, call)
         loop = self.loop
         assert loop is not None
         future.add_done_callback(
