@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -350,3 +351,24 @@ def test_pipelined_requests_are_answered_in_order(main_service: RunningService) 
     ]
     assert [b["output"] for b in bodies] == [0.3, 2.0, 10.0]
     assert received.count(b"HTTP/1.1 200 OK") == 3
+
+
+def test_latency_counts_from_the_complete_request(main_service: RunningService) -> None:
+    """A client slow to send its body does not make the request look slow: the access line's
+    latency (like the duration histogram) starts when the request is complete."""
+    request_id = f"slow-client-{uuid.uuid4().hex}"
+    body = json.dumps({"model_id": "fast", "features": {"x": 1}}).encode()
+    head = (
+        f"POST /infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"X-Request-Id: {request_id}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    parts = urlsplit(main_service.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        time.sleep(0.5)
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+    line = wait_for_log(main_service, lambda entry: entry.get("request_id") == request_id)
+    assert line["event"] == "request"
+    assert line["latency_ms"] < 250, line
