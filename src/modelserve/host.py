@@ -23,8 +23,8 @@ from typing import Any, Literal
 import orjson
 
 from modelserve.config import ModelConfig, Settings
-from modelserve.errors import ModelLoadError, ModelserveError, SelfTestFailedError
-from modelserve.model import Model, TestCase, import_model_class, instantiate, test_cases
+from modelserve.errors import ModelserveError, SelfTestFailedError
+from modelserve.model import Model, TestCase, import_model_class, load_model, test_cases
 from modelserve.registry import Manifest, Registry
 from modelserve.selftest import SelfTestReport, Tolerance, run_selftest, to_jsonable
 
@@ -114,13 +114,7 @@ def load_version(
     manifest = manifest or registry.get(name, config.reference)
     cls = import_model_class(config.class_path)
     path = registry.fetch(manifest)
-    model = instantiate(cls)
-    try:
-        model.load(path)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{name} v{manifest.version}: load({path}) raised {type(exc).__name__}: {exc}"
-        ) from exc
+    model = load_model(cls, path, f"{name} v{manifest.version}")
     tolerance = Tolerance.for_model(cls, atol=config.atol, rtol=config.rtol)
     stored = list(manifest.test_data)
     cases = _merge_cases(stored, test_cases(model))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from modelserve.errors import ModelClassError
+from modelserve.errors import ModelClassError, ModelLoadError
 
 __all__ = [
     "Model",
@@ -28,6 +28,7 @@ __all__ = [
     "class_path",
     "import_model_class",
     "instantiate",
+    "load_model",
     "test_cases",
 ]
 
@@ -129,6 +130,17 @@ def instantiate(cls: type[Model]) -> Model:
         return cls()
     except Exception as exc:
         raise ModelClassError(f"{class_path(cls)}() raised {type(exc).__name__}: {exc}") from exc
+
+
+def load_model(cls: type[Model], path: Path, label: str) -> Model:
+    """A new ``cls`` object with ``load(path)`` done; a ``load`` that raises is reported as
+    ``"<label>: load(<path>) raised ..."``."""
+    model = instantiate(cls)
+    try:
+        model.load(path)
+    except Exception as exc:
+        raise ModelLoadError(f"{label}: load({path}) raised {type(exc).__name__}: {exc}") from exc
+    return model
 
 
 def class_path(cls: type) -> str:

@@ -25,6 +25,7 @@ from modelserve.model import (
     class_path,
     import_model_class,
     instantiate,
+    load_model,
     test_cases,
 )
 from modelserve.registry import Manifest, Registry
@@ -53,13 +54,7 @@ def publish(
     _check_artifact(artifact)
     cls = import_model_class(model_class) if isinstance(model_class, str) else model_class
     tolerance = Tolerance.for_model(cls, atol=atol, rtol=rtol)
-    model = instantiate(cls)
-    try:
-        model.load(artifact)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{class_path(cls)}.load({artifact}) raised {type(exc).__name__}: {exc}"
-        ) from exc
+    model = load_model(cls, artifact, class_path(cls))
     cases = test_cases(model)
     report = run_selftest(model, cases, tolerance, name=name)
     if not report.passed:
