@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import StartService, metric_samples, metric_sum, wait_until, worker_of
+from serve_helpers import (
+    StartService,
+    metric_samples,
+    metric_sum,
+    wait_for_log,
+    wait_until,
+    worker_of,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -73,3 +82,33 @@ def test_metrics_sum_every_workers_requests_and_callers_cannot_add_label_values(
         )
         == 2
     )
+
+
+def test_an_unexpected_error_is_a_500_and_the_log_has_its_traceback(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    """A failing dependency (here: an unreadable file in the multiprocess metrics store) is
+    answered with a 500 without details, not mistaken for a malformed request; the log line
+    with the request id has the traceback, and the connection and service keep working."""
+    service = start_service("broken-store", {"fast": {}}, env={"TMPDIR": str(tmp_path)})
+    (store,) = tmp_path.glob("modelserve-metrics-*")
+    # prometheus_client's file layout, with a key that is not the JSON it expects
+    key = b"not json"
+    padded = key + b" " * (8 - (len(key) + 4) % 8)
+    entry = struct.pack(f"i{len(padded)}sdd", len(key), padded, 1.0, 0.0)
+    (store / "counter_999999.db").write_bytes(struct.pack("ii", 8 + len(entry), 0) + entry)
+
+    with httpx.Client(timeout=5) as client:
+        scrape = client.get(service.url + "/metrics", headers={"x-request-id": "scrape-1"})
+        after = client.post(service.url + "/infer", json={"model_id": "fast", "features": {"x": 1}})
+
+    assert scrape.status_code == 500
+    assert scrape.json() == {"error": "internal error"}
+    assert after.status_code == 200
+    line = wait_for_log(
+        service,
+        lambda entry: (
+            entry.get("event") == "unexpected error" and entry.get("request_id") == "scrape-1"
+        ),
+    )
+    assert "Traceback" in line["exception"]

@@ -97,6 +97,7 @@ class Router:
     def dispatch(self, conn: HttpConnection, request: Request) -> None:
         """Handle one complete request."""
         self.metrics.inflight_now += 1
+        served = self.served
         path = request.path
         try:
             if path == "/infer" and request.method == "POST":
@@ -114,6 +115,13 @@ class Router:
                 raise _NotFound(f"path {path} not found")
         except ModelserveError as exc:
             self.fail(conn, request, exc)
+        except Exception as exc:  # a bug, or a failing dependency (the metrics store, ...)
+            if self.served == served:  # not answered yet
+                self._internal_error(conn, request, exc)
+            else:
+                log.error(
+                    "error after answering", exc_info=exc, extra={"request_id": request.request_id}
+                )
 
     def reject(self, conn: HttpConnection, request: Request, status: int, message: str) -> None:
         """Answer a request the connection could not read (bad HTTP, too large)."""
@@ -211,9 +219,15 @@ class Router:
         elif isinstance(exc, ModelserveError):
             self.fail(conn, request, exc, call)
         else:
-            log.error("unexpected error", exc_info=exc, extra={"request_id": request.request_id})
-            self.fail(conn, request, ModelserveError("internal error"), call)
+            self._internal_error(conn, request, exc, call)
         conn.end_background()
+
+    def _internal_error(
+        self, conn: HttpConnection, request: Request, exc: BaseException, call: Call | None = None
+    ) -> None:
+        """A 500 without details; the log line with the request id has the traceback."""
+        log.error("unexpected error", exc_info=exc, extra={"request_id": request.request_id})
+        self.fail(conn, request, ModelserveError("internal error"), call)
 
     def _answer(
         self, conn: HttpConnection, request: Request, call: Call, result: dict[str, Any]
