@@ -14,6 +14,7 @@ cannot create new series.
 
 from __future__ import annotations
 
+import glob
 import os
 from bisect import bisect_left
 from pathlib import Path
@@ -181,13 +182,12 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition of every worker's metrics and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         self.flush()
         if not self.multiprocess_dir:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(_StoreCollector(self.multiprocess_dir))
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -199,6 +199,31 @@ def _add_to_histogram(child: Any, counts: list[int], total: float) -> None:
         if n:
             child._buckets[index].inc(n)
     child._sum.inc(total)
+
+
+class _StoreCollector:
+    """prometheus_client's multiprocess collector, minus the files not written yet.
+
+    A worker that has just started creates its files empty and then sizes them; a scrape
+    that reads one in between would fail as a whole (``struct.error``). Skipping it loses
+    nothing: the file holds no values yet.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _written(f)]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _written(file: str) -> bool:
+    try:
+        return os.path.getsize(file) >= 8  # the used-bytes header, at least
+    except OSError:  # removed meanwhile (a dead worker's live gauges)
+        return False
 
 
 def mark_process_dead(multiprocess_dir: str, pid: int) -> None:

@@ -112,3 +112,22 @@ def test_an_unexpected_error_is_a_500_and_the_log_has_its_traceback(
         ),
     )
     assert "Traceback" in line["exception"]
+
+
+def test_a_store_file_a_starting_worker_has_not_written_yet_does_not_break_a_scrape(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    """A worker creates its metric files empty, then sizes them; a scrape in between (which
+    happens when workers are recycled under load) still answers, with every count."""
+    service = start_service("starting-worker", {"fast": {}}, env={"TMPDIR": str(tmp_path)})
+    (store,) = tmp_path.glob("modelserve-metrics-*")
+    for _ in range(3):
+        httpx.post(service.url + "/infer", json={"model_id": "fast", "features": {"x": 1}})
+    (store / "counter_999999.db").write_bytes(b"")
+
+    def counted() -> float:
+        response = httpx.get(service.url + "/metrics")
+        assert response.status_code == 200, response.text
+        return metric_sum(response.text, "modelserve_requests_total", model="fast")
+
+    wait_until(lambda: counted() == 3, 5, "the 3 requests to be counted")
