@@ -44,6 +44,7 @@ __all__ = [
     "ModelserveError",
     "NotFoundError",
     "NotReadyError",
+    "PathNotFoundError",
     "PayloadTooLargeError",
     "PredictError",
     "RegistryError",
@@ -158,10 +159,20 @@ class UnknownModelError(RequestError):
     http_status = 404
 
 
+class PathNotFoundError(RequestError):
+    """No route serves the request's path."""
+
+    http_status = 404
+
+
 class MethodNotAllowedError(RequestError):
-    """The path exists but not for this HTTP method."""
+    """The path exists but not for this HTTP method; ``allowed`` lists the methods it takes."""
 
     http_status = 405
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"method {method} not allowed on {path}; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
 
 
 class PayloadTooLargeError(RequestError):

@@ -17,13 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import orjson
 
 from modelserve.config import ModelConfig, Settings
 from modelserve.errors import ModelserveError, SelfTestFailedError
+from modelserve.metrics import ModelStats
 from modelserve.model import Model, TestCase, import_model_class, load_model, test_cases
 from modelserve.registry import Manifest, Registry
 from modelserve.selftest import SelfTestReport, Tolerance, run_selftest, to_jsonable
@@ -52,7 +53,7 @@ class ResidentModel:
     slow_streak: int = 0
     warning: str | None = None
     #: The request counters of this version (set by the host when it has metrics).
-    stats: Any = None
+    stats: ModelStats | None = None
     #: ``str(version)``, kept once for labels and responses on the request path.
     version_label: str = field(init=False)
 
@@ -75,7 +76,8 @@ class ModelStatus:
     executor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in vars(self).items() if value is not None}
+        values = ((item.name, getattr(self, item.name)) for item in fields(self))
+        return {name: value for name, value in values if value is not None}
 
 
 def _merge_cases(stored: list[dict[str, Any]], current: Iterable[TestCase]) -> list[TestCase]:
@@ -171,7 +173,7 @@ class ModelHost:
             for name, cfg in settings.models.items()
         }
         self.ready = not settings.models
-        self._thread: threading.Thread | None = None
+        self._loader: threading.Thread | None = None
 
     def start(self, on_done: Callable[[], None] | None = None) -> None:
         """Load every configured model in a background thread (liveness answers meanwhile).
@@ -186,8 +188,8 @@ class ModelHost:
                 if on_done is not None:
                     on_done()
 
-        self._thread = threading.Thread(target=load, name="modelserve-loader", daemon=True)
-        self._thread.start()
+        self._loader = threading.Thread(target=load, name="modelserve-loader", daemon=True)
+        self._loader.start()
 
     def load_all(self) -> None:
         """Load every configured model, one after the other, recording each outcome."""

@@ -19,10 +19,35 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["AccessLog", "JsonFormatter", "configure_logging", "request_id_var"]
+__all__ = [
+    "AccessLog",
+    "InlineRequest",
+    "JsonFormatter",
+    "configure_logging",
+    "inline_request",
+    "request_id_var",
+]
 
 #: The id of the request being handled in this context (None outside a request).
 request_id_var: ContextVar[str | None] = ContextVar("modelserve_request_id", default=None)
+
+
+class InlineRequest:
+    """The request whose ``predict`` runs inline on the event loop right now, if any.
+
+    Setting :data:`request_id_var` around every inline ``predict`` would cost more than the
+    rest of the request's bookkeeping. The loop's thread runs one inline ``predict`` at a
+    time, so a plain attribute says the same for the log records of that thread.
+    """
+
+    __slots__ = ("request_id", "thread")
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.thread = 0  # threading.get_ident() of the loop thread
+
+
+inline_request = InlineRequest()
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
 
@@ -38,6 +63,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         request_id = request_id_var.get()
+        if request_id is None and record.thread == inline_request.thread:
+            request_id = inline_request.request_id
         if request_id is not None:
             entry["request_id"] = request_id
         for key, value in vars(record).items():
@@ -59,12 +86,9 @@ def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = 
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-_ACCESS = (
-    b'{"ts":%s,"event":"request","request_id":"%s","method":"%s","path":%s,"status":%d,'
-    b'"latency_ms":%.3f%s%s}\n'
-)
+_THOUSANDTHS = tuple(b".%03d" % n for n in range(1000))
 _MODEL = b',"model":"%s","version":%d'
-_TRACE = b',"trace_id":"%s"'
+_TRACE = b',"trace_id":"%s"}\n'
 _CACHE_LIMIT = 256  # encoded paths (chosen by callers) and model fields kept, at most
 
 
@@ -75,10 +99,11 @@ class AccessLog:
         self.fd = sys.stdout.fileno() if fd is None else fd
         self.max_buffer = max_buffer
         self.buffer = bytearray()
-        self._paths: dict[str, bytes] = {}
-        self._models: dict[tuple[str, int | None], bytes] = {}
-        self._ts_until = 0.0
-        self._ts = b"0"
+        #: the fields that repeat from request to request, encoded once: (method, path,
+        #: status, model, version) -> '","method":...,"latency_ms":'
+        self._middles: dict[tuple[str, str, int, str | None, int | None], bytes] = {}
+        self._head_until = 0.0
+        self._head = b""
 
     def request(
         self,
@@ -93,41 +118,41 @@ class AccessLog:
     ) -> None:
         """Queue the access line of one request.
 
-        Formatted with ``%`` instead of a dict and a JSON encoder: it runs once per request.
+        Joined from pieces instead of a dict and a JSON encoder: it runs once per request.
         Model names are registry names, trace ids are hex and request ids are checked by the
         protocol (visible ASCII, no quote or backslash), so only the path can need escaping.
         """
-        encoded_path = self._paths.get(path) or self._path(path)
-        model_fields = b""
-        if model is not None:
-            model_fields = self._models.get((model, version)) or self._model(model, version)
+        key = (method, path, status, model, version)
+        middle = self._middles.get(key) or self._middle(key)
         now = time()
-        if now >= self._ts_until:  # formatting a float costs more than the rest
-            self._ts_until = now + 0.001
-            self._ts = b"%.3f" % now
-        self.buffer += _ACCESS % (
-            self._ts,
-            request_id.encode(),
-            method.encode(),
-            encoded_path,
-            status,
-            seconds * 1000.0,
-            model_fields,
-            b"" if trace_id is None else _TRACE % trace_id.encode(),
+        if now >= self._head_until:  # the timestamp has millisecond resolution
+            self._head_until = now + 0.001
+            self._head = b'{"ts":%.3f,"event":"request","request_id":"' % now
+        # latency in ms with 3 decimals, from integer microseconds: cheaper than "%.3f"
+        micros = int(seconds * 1_000_000.0 + 0.5)
+        self.buffer += b"".join(
+            (
+                self._head,
+                request_id.encode(),
+                middle,
+                str(micros // 1000).encode(),
+                _THOUSANDTHS[micros % 1000],
+                b"}\n" if trace_id is None else _TRACE % trace_id.encode(),
+            )
         )
         if len(self.buffer) >= self.max_buffer:
             self.flush()
 
-    def _model(self, model: str, version: int | None) -> bytes:
-        encoded = _MODEL % (model.encode(), version)
-        if len(self._models) < _CACHE_LIMIT:
-            self._models[(model, version)] = encoded
-        return encoded
-
-    def _path(self, path: str) -> bytes:
-        encoded = orjson.dumps(path)
-        if len(self._paths) < _CACHE_LIMIT:
-            self._paths[path] = encoded
+    def _middle(self, key: tuple[str, str, int, str | None, int | None]) -> bytes:
+        method, path, status, model, version = key
+        encoded = b'","method":"%s","path":%s,"status":%d%s,"latency_ms":' % (
+            method.encode(),
+            orjson.dumps(path),
+            status,
+            b"" if model is None else _MODEL % (model.encode(), version),
+        )
+        if len(self._middles) < _CACHE_LIMIT:
+            self._middles[key] = encoded
         return encoded
 
     def flush(self) -> None:

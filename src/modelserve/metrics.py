@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import os
-from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,18 @@ LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 
 
 _NO_COUNTS = (0,) * (len(LATENCY_BUCKETS) + 1)
+_BOUNDS: list[float] = list(LATENCY_BUCKETS)  # a list: compiled, a tuple is boxed per loop
+
+
+def bucket_of(seconds: float) -> int:
+    """The index of the first latency bucket that holds ``seconds`` (``len(LATENCY_BUCKETS)``
+    above the largest). A scan from the smallest: most requests stop at the first buckets."""
+    index = 0
+    for bound in _BOUNDS:
+        if seconds <= bound:
+            return index
+        index += 1
+    return index
 
 
 class ModelStats:
@@ -66,10 +77,10 @@ class ModelStats:
             self.ok += 1
         else:
             self.statuses[status] = self.statuses.get(status, 0) + 1
-        self.request_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.request_counts[bucket_of(seconds)] += 1
         self.request_sum += seconds
         if predict_seconds is not None:
-            self.predict_counts[bisect_left(LATENCY_BUCKETS, predict_seconds)] += 1
+            self.predict_counts[bucket_of(predict_seconds)] += 1
             self.predict_sum += predict_seconds
 
     def take(self) -> tuple[dict[int, int], list[int], float, list[int], float]:

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import pytest
 
+from modelserve.config import Settings
+from modelserve.dataplane.core import DataPlane
+from modelserve.host import ModelHost
+from modelserve.metrics import Metrics
+from modelserve.registry import Registry
 from modelserve.server.protocol import ConnectionPool
+from modelserve.server.routes import Router
 
 
 @pytest.fixture
-def pool() -> ConnectionPool:
-    router: Any = None  # path handling never reaches the router
+def pool(tmp_path: Path) -> ConnectionPool:
+    # a service without models: path handling never reaches the router
+    settings = Settings(root=tmp_path)
+    metrics = Metrics()
+    host = ModelHost(settings, lambda: Registry.from_settings(settings), metrics=metrics)
+    router = Router(
+        DataPlane(host),
+        metrics,
+        None,
+        service="test",
+        version="0",
+        predict_threads=1,
+        retry_after=1,
+    )
     return ConnectionPool(router, max_body=1024, keepalive_timeout=5)
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 from collections import deque
-from collections.abc import Callable
 from email.utils import formatdate
-from functools import partial
 from http import HTTPStatus
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -28,19 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionPool", "HttpConnection", "Request"]
 
-_MAX_HEADERS = 100
-_MAX_ID_LENGTH = 200
+_MAX_HEADERS: Final = 100
+_MAX_ID_LENGTH: Final = 200
 #: While draining, idle keep-alive connections are closed after this many idle seconds.
 DRAIN_IDLE_GRACE = 1.0
-# Lengths of the header names read below: content-type / x-request-id, traceparent,
-# content-length.
-_WANTED_LENGTHS = frozenset((12, 11, 14))
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 _STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\ncontent-type: " % (status.value, status.phrase.encode())
     for status in HTTPStatus
 }
-_RESPONSE = b"%s%s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s%s%s\r\n%s"
 _PATH_CACHE = 256
 # After a 413 the rest of the body is read and dropped, up to this many times the limit.
 _DISCARD_FACTOR = 16
@@ -91,15 +84,17 @@ class ConnectionPool:
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[HttpConnection] = set()
         self.draining = False
-        #: A worker-unique request id: a random prefix per worker and a counter. (``next`` on
-        #: a ``map`` over a counter makes one without running a Python frame.)
-        self.new_request_id: Callable[[], str] = partial(
-            next, map((os.urandom(6).hex() + "{}").format, itertools.count(1))
-        )
+        self.id_prefix = os.urandom(6).hex()
+        self.id_count = 0
         #: Request targets seen before and their paths (bounded: callers choose them).
         self.paths: dict[bytes, str] = {}
         self.date_header = b""
         self.refresh_date()
+
+    def new_request_id(self) -> str:
+        """A worker-unique request id: a random prefix per worker and a counter."""
+        self.id_count += 1
+        return self.id_prefix + str(self.id_count)
 
     def path_of(self, url: bytes) -> str:
         """The path of a request target (the query dropped); plain ones are remembered."""
@@ -221,7 +216,9 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
-        if len(name) not in _WANTED_LENGTHS:  # most headers: one len() and a set lookup
+        length = len(name)
+        # content-type and x-request-id: 12, traceparent: 11, content-length: 14
+        if length != 12 and length != 14 and length != 11:  # most headers stop here
             if self.header_count > _MAX_HEADERS:
                 self._header(b"", value)
             return
@@ -332,16 +329,20 @@ class HttpConnection(asyncio.Protocol):
             return
         keep_alive = request.keep_alive and not self.pool.draining and not self.rejected
         transport.write(
-            _RESPONSE
-            % (
-                _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
-                content_type,
-                len(body),
-                request.request_id.encode(),
-                self.pool.date_header,
-                extra_headers,
-                b"" if keep_alive else b"connection: close\r\n",
-                body,
+            b"".join(
+                (
+                    _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\ncontent-type: " % status,
+                    content_type,
+                    b"\r\ncontent-length: ",
+                    str(len(body)).encode(),
+                    b"\r\nx-request-id: ",
+                    request.request_id.encode(),
+                    b"\r\n",
+                    self.pool.date_header,
+                    extra_headers,
+                    b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
+                    body,
+                )
             )
         )
         self.last_active = monotonic()

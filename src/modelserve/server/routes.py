@@ -12,6 +12,7 @@ import contextvars
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from threading import get_ident
 from time import perf_counter
 from typing import Any
 
@@ -24,10 +25,11 @@ from modelserve.errors import (
     MethodNotAllowedError,
     ModelserveError,
     NotReadyError,
+    PathNotFoundError,
     RequestError,
     UnsupportedMediaTypeError,
 )
-from modelserve.logs import AccessLog, request_id_var
+from modelserve.logs import AccessLog, inline_request, request_id_var
 from modelserve.metrics import Metrics
 from modelserve.server.openapi import openapi_document
 from modelserve.server.protocol import HttpConnection, Request
@@ -107,12 +109,12 @@ class Router:
             if methods is not None:
                 handler = methods.get(request.method)
                 if handler is None:
-                    raise _MethodNotAllowed(request.method, path, list(methods))
+                    raise MethodNotAllowedError(request.method, path, list(methods))
                 handler(conn, request)
             elif path.startswith("/v2/models/"):
                 self.v2_model(conn, request)
             else:
-                raise _NotFound(f"path {path} not found")
+                raise PathNotFoundError(f"path {path} not found")
         except ModelserveError as exc:
             self.fail(conn, request, exc)
         except Exception as exc:  # a bug, or a failing dependency (the metrics store, ...)
@@ -180,14 +182,16 @@ class Router:
     ) -> None:
         status = exc.http_status
         headers = self.retry_after if status == 503 else b""
-        if isinstance(exc, _MethodNotAllowed):
+        if isinstance(exc, MethodNotAllowedError):
             headers = b"allow: " + ", ".join(exc.allowed).encode() + b"\r\n"
         self.respond(conn, request, status, _dumps({"error": str(exc)}), JSON, headers, call)
 
     def run(self, conn: HttpConnection, request: Request, call: Call) -> None:
         """Run a planned prediction inline or in the thread pool, then answer it."""
         if call.inline:
-            token = request_id_var.set(request.request_id)
+            inline = inline_request
+            inline.thread = get_ident()
+            inline.request_id = request.request_id
             try:
                 body = dumps(call.runner(call), default=_json_default, option=_DUMP_OPTIONS)
             except RequestError as exc:
@@ -197,7 +201,7 @@ class Router:
                 self._not_json(conn, request, call, exc)
                 return
             finally:
-                request_id_var.reset(token)
+                inline.request_id = None
             self.respond(conn, request, 200, body, JSON, b"", call)
             return
         conn.begin_background()
@@ -288,13 +292,13 @@ class Router:
         if len(parts) == 3 and parts[1] == "versions" and parts[2]:
             version = parts[2]
         elif len(parts) != 1:
-            raise _NotFound(f"path {request.path} not found")
+            raise PathNotFoundError(f"path {request.path} not found")
         name = parts[0]
         if not name:
-            raise _NotFound(f"path {request.path} not found")
+            raise PathNotFoundError(f"path {request.path} not found")
         expected = "POST" if action == "infer" else "GET"
         if request.method != expected:
-            raise _MethodNotAllowed(request.method, request.path, [expected])
+            raise MethodNotAllowedError(request.method, request.path, [expected])
         if action == "infer":
             payload = self._json_body(request)
             self.run(conn, request, self.dataplane.plan_infer_v2(name, version, payload))
@@ -326,13 +330,3 @@ class Router:
 
 def _nothing() -> None:
     pass
-
-
-class _NotFound(RequestError):
-    http_status = 404
-
-
-class _MethodNotAllowed(MethodNotAllowedError):
-    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
-        super().__init__(f"method {method} not allowed on {path}; allowed: {', '.join(allowed)}")
-        self.allowed = allowed
