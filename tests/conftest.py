@@ -6,6 +6,7 @@ the tests that drive modelserve from the outside (CLI, config, publishing, examp
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import sys
@@ -16,6 +17,25 @@ from pathlib import Path
 import pytest
 
 from postgres_schemas import postgres_schema_url
+
+
+def pytest_report_header() -> str:
+    """Whether the request path under test is compiled (setup.py), and whether the compiled
+    modules are older than their sources (then run ``scripts/test``: it rebuilds them)."""
+    from modelserve.server import worker
+
+    if not worker.COMPILED:
+        return "modelserve request path: pure Python"
+    stale = []
+    for name in ("server.protocol", "server.routes", "dataplane.core", "host", "metrics", "logs"):
+        module = importlib.import_module(f"modelserve.{name}")
+        compiled = Path(getattr(module, "__file__", "") or "")
+        source = compiled.parent / (compiled.name.split(".", 1)[0] + ".py")
+        if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime:
+            stale.append(source.name)
+    if stale:
+        return f"modelserve request path: compiled, STALE (older than {', '.join(stale)})"
+    return "modelserve request path: compiled (mypyc)"
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from modelserve.host import ModelHost
 from modelserve.logs import AccessLog, configure_logging
 from modelserve.metrics import Metrics
 from modelserve.registry import Registry
+from modelserve.server import routes
 from modelserve.server.prefork import RECYCLE_EXIT_CODE
 from modelserve.server.protocol import ConnectionPool, HttpConnection
 from modelserve.server.routes import Router
@@ -32,6 +33,8 @@ __all__ = ["Worker"]
 log = logging.getLogger("modelserve.worker")
 
 TICK_SECONDS = 0.25
+#: Whether the request path runs as compiled modules (setup.py; MODELSERVE_COMPILE=0: not).
+COMPILED = not (routes.__file__ or "").endswith(".py")
 
 
 class Worker:
@@ -105,6 +108,7 @@ class Worker:
                     "worker": self.index,
                     "max_requests": self.max_requests,
                     "replacement": replacement,
+                    "compiled": COMPILED,
                 },
             )
             loop.call_later(TICK_SECONDS, self._tick)

@@ -1,0 +1,33 @@
+"""Build: the modules every request runs through are compiled with mypyc.
+
+The ``.py`` files stay the one source: mypyc compiles them to C extension modules that
+Python imports in their place. ``MODELSERVE_COMPILE=0`` installs them as plain Python (no C
+compiler needed; about a third more CPU per request, see docs/performance.md).
+Everything else about the package is in pyproject.toml.
+"""
+
+import os
+
+from setuptools import setup
+
+# The request path: the HTTP protocol, the routes, the data plane, the resident models and
+# their counters, the access log. mypyc needs their annotations to be right (mypy --strict).
+COMPILED = [
+    "src/modelserve/server/protocol.py",
+    "src/modelserve/server/routes.py",
+    "src/modelserve/dataplane/core.py",
+    "src/modelserve/host.py",
+    "src/modelserve/metrics.py",
+    "src/modelserve/logs.py",
+]
+
+
+def ext_modules() -> list:
+    if os.environ.get("MODELSERVE_COMPILE", "1") == "0":
+        return []
+    from mypyc.build import mypycify
+
+    return mypycify(COMPILED, opt_level="3", group_name="modelserve")
+
+
+setup(ext_modules=ext_modules())
