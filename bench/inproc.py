@@ -58,6 +58,12 @@ def floor(artifacts: str, repeat: int) -> dict:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     versions["python"] = sys.version.split()[0]
+    try:  # the request path compiled by mypyc at install (setup.py), or plain Python
+        from modelserve.server import worker
+
+        versions["modelserve_compiled"] = worker.COMPILED
+    except ImportError:
+        versions["modelserve_compiled"] = None
     out["versions"] = versions
     out["model_ids"] = list(MODELS)
     return out
