@@ -89,7 +89,7 @@ def configure_logging(level: int | str = logging.INFO, stream: IO[str] | None = 
 _THOUSANDTHS = tuple(b".%03d" % n for n in range(1000))
 _MODEL = b',"model":"%s","version":%d'
 _TRACE = b',"trace_id":"%s"}\n'
-_CACHE_LIMIT = 256  # encoded paths (chosen by callers) and model fields kept, at most
+_CACHE_LIMIT = 256  # repeating field sets kept, at most (callers choose the paths)
 
 
 class AccessLog:
