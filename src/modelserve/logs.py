@@ -44,7 +44,7 @@ class InlineRequest:
 
     def __init__(self) -> None:
         self.request_id: str | None = None
-        self.thread = 0  # threading.get_ident() of the loop thread
+        self.thread = 0  # threading.get_ident() of the loop thread (Router.attach)
 
 
 inline_request = InlineRequest()

@@ -130,6 +130,12 @@ class Router:
         self.metrics.inflight_now += 1
         self.respond(conn, request, status, _dumps({"error": message}))
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve on ``loop``; called from the thread that runs it (inline predictions run
+        there, and log records from that thread get the inline request's id)."""
+        self.loop = loop
+        inline_request.thread = get_ident()
+
     def on_limit(self, limit: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, right after the ``limit``-th answer (0: never)."""
         self._limit = limit or -1
@@ -190,7 +196,6 @@ class Router:
         """Run a planned prediction inline or in the thread pool, then answer it."""
         if call.inline:
             inline = inline_request
-            inline.thread = get_ident()
             inline.request_id = request.request_id
             try:
                 body = dumps(call.runner(call), default=_json_default, option=_DUMP_OPTIONS)

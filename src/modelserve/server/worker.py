@@ -81,7 +81,8 @@ class Worker:
     def run(self, sock: socket.socket, context: Any = None) -> int:
         """Serve on ``sock`` until drained; returns the exit code."""
         loop = _new_event_loop()
-        self.loop = self.router.loop = loop
+        self.loop = loop
+        self.router.attach(loop)
         asyncio.set_event_loop(loop)
         # The first workers accept at once, so probes get answers (live 200, ready 503) while
         # the models load. A worker that replaces another (respawn, recycle) accepts only
