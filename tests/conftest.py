@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from compiled_modules import compiled_modules
 from postgres_schemas import postgres_schema_url
 
 
@@ -27,8 +28,8 @@ def pytest_report_header() -> str:
     if not worker.COMPILED:
         return "modelserve request path: pure Python"
     stale = []
-    for name in ("server.protocol", "server.routes", "dataplane.core", "host", "metrics", "logs"):
-        module = importlib.import_module(f"modelserve.{name}")
+    for name in compiled_modules():
+        module = importlib.import_module(name)
         compiled = Path(getattr(module, "__file__", "") or "")
         source = compiled.parent / (compiled.name.split(".", 1)[0] + ".py")
         if source.exists() and source.stat().st_mtime > compiled.stat().st_mtime:
