@@ -14,8 +14,11 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from modelserve.testing import RunningService
 
@@ -195,6 +198,28 @@ def running_service(
 
 
 # -- helpers over a running service -------------------------------------------------------
+
+
+def fresh_connections() -> httpx.Client:
+    """A client that opens a new connection for every request."""
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
+
+
+def infer_many(service: RunningService, count: int, threads: int = 8) -> list[httpx.Response]:
+    """``count`` requests to model ``fast`` over fresh connections from ``threads`` threads.
+
+    One client per request: threads sharing a client without keep-alive race in httpcore's
+    pool (one thread closes a connection another is about to read: EBADF in the client;
+    encode/httpcore#1110)."""
+
+    def infer(i: int) -> httpx.Response:
+        with fresh_connections() as client:
+            return client.post(
+                service.url + "/infer", json={"model_id": "fast", "features": {"x": i}}
+            )
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(infer, range(count)))
 
 
 StartService = Callable[..., RunningService]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import struct
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from serve_helpers import (
     StartService,
+    infer_many,
     metric_samples,
     metric_sum,
     wait_for_log,
@@ -31,19 +31,10 @@ def test_metrics_sum_every_workers_requests_and_callers_cannot_add_label_values(
     start_service: StartService,
 ) -> None:
     service = start_service("metrics", {"fast": {}}, workers=2)
-    with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        with ThreadPoolExecutor(8) as pool:
-            responses = list(
-                pool.map(
-                    lambda i: client.post(
-                        service.url + "/infer", json={"model_id": "fast", "features": {"x": i}}
-                    ),
-                    range(REQUESTS),
-                )
-            )
-        unknown = client.post(
-            service.url + "/infer", json={"model_id": "no-such-model-xyz", "features": {"x": 1}}
-        )
+    responses = infer_many(service, REQUESTS)
+    unknown = httpx.post(
+        service.url + "/infer", json={"model_id": "no-such-model-xyz", "features": {"x": 1}}
+    )
     assert [r.status_code for r in responses] == [200] * REQUESTS
     assert len({worker_of(r.headers["x-request-id"]) for r in responses}) == 2
     assert unknown.status_code == 404

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from serve_helpers import (
     StartService,
+    fresh_connections,
     in_flight,
+    infer_many,
     metric_sum,
     wait_for_log,
     wait_until,
@@ -28,24 +30,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc)"),
 ]
-
-
-def fresh_connections() -> httpx.Client:
-    """A client that opens a new connection for every request."""
-    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10)
-
-
-def infer_many(service: RunningService, count: int, threads: int = 8) -> list[httpx.Response]:
-    """``count`` requests to model ``fast`` over fresh connections from ``threads`` threads."""
-    with fresh_connections() as client, ThreadPoolExecutor(threads) as pool:
-        return list(
-            pool.map(
-                lambda i: client.post(
-                    service.url + "/infer", json={"model_id": "fast", "features": {"x": i}}
-                ),
-                range(count),
-            )
-        )
 
 
 def test_requests_over_fresh_connections_are_answered_by_every_worker(
