@@ -2,7 +2,8 @@
 
 The ``.py`` files stay the one source: mypyc compiles them to C extension modules that
 Python imports in their place. ``MODELSERVE_COMPILE=0`` installs them as plain Python (no C
-compiler needed; about a third more CPU per request, see docs/performance.md).
+compiler needed; about 50 % more instructions per request on a light model, see
+docs/performance.md).
 Everything else about the package is in pyproject.toml.
 """
 
